@@ -1,0 +1,252 @@
+"""Make random-weight XLM-RoBERTa rerankers, for tests and benchmarks, without any download.
+
+A folder written by :func:`make_reranker_folder` is an ordinary Hugging Face model folder
+(``config.json``, ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``,
+``special_tokens_map.json``) holding an ``XLMRobertaForSequenceClassification`` with one label.
+transformers loads it, and so does :func:`fastrerank.convert`. The weights are random but seeded,
+with a spread large enough that different documents get clearly different scores; the tokenizer
+is an XLM-R-style Unigram model trained with ``tokenizers`` on a generated multilingual corpus.
+
+Only runtime dependencies are used (numpy, safetensors, tokenizers), so a user can test a
+service built on fastrerank without a 2 GB download, and the benchmarks can build full-size
+architectures whose compute cost equals the real models'::
+
+    >>> from fastrerank.testing import ModelShape, make_reranker_folder
+    >>> folder = make_reranker_folder("/tmp/tiny-reranker", ModelShape.tiny())  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from safetensors.numpy import save_file
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+__all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_tokenizer"]
+
+SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0, 1, 2, 3, as in XLM-R
+MASK_TOKEN = "<mask>"
+PADDING_IDX = 1
+
+_WORDS = {
+    "en": (
+        "the a of and to in is for on with that by as from at this be are was it an or which "
+        "apple banana fruit vegetable pizza great search query document rank reranker model "
+        "machine learning artificial intelligence science data system network language text "
+        "token window chunk score relevance retrieval engine server client request response "
+        "cold flu vaccine hand wash mask health hospital research study guide year october "
+        "city river mountain history music film book library computer program python speed "
+        "fast slow large small new old good best first last time people world water energy"
+    ).split(),
+    "zh": list("预防感冒应勤洗手戴口罩保持室内通风流感疫苗每年月接种最佳可降低感染风险维生素对的效果存在争议人工智能是研究开发用于模拟延伸和扩展人的智能理论方法技术及应用系统"),
+    "ru": "и в не на я быть он с что а по это она этот к но они мы как из у который то за свой".split(),
+    "ar": "في من على إلى عن مع هذا هذه الذي التي كان بين كل بعد عند قبل حتى".split(),
+    "de": "der die und in den von zu das mit sich des auf für ist im dem nicht ein eine als".split(),
+    "emoji": ["😀", "🍕", "👍", "🚀", "👩‍💻", "🇩🇪", "❤️"],
+}
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    """The architecture of a generated model.
+
+    ``max_position_embeddings`` counts XLM-R's two reserved rows: 514 gives 512 usable positions.
+    ``embedding_rows`` may exceed the tokenizer's vocabulary (the real models have 250,002 rows).
+    """
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 128
+    max_position_embeddings: int = 514
+    vocab_size: int = 1000
+    embedding_rows: int | None = None
+
+    @classmethod
+    def tiny(cls) -> ModelShape:
+        """A 2-layer, hidden-64 model with 512 usable positions."""
+        return cls()
+
+    @classmethod
+    def short(cls) -> ModelShape:
+        """A 3-layer, hidden-32 model with only 64 usable positions, so that chunking happens on short texts."""
+        return cls(hidden_size=32, num_layers=3, num_heads=2, intermediate_size=64, max_position_embeddings=66)
+
+    @classmethod
+    def wide(cls) -> ModelShape:
+        """A 4-layer, hidden-128 model with extra embedding rows beyond the tokenizer's vocabulary."""
+        return cls(hidden_size=128, num_layers=4, num_heads=8, intermediate_size=256, embedding_rows=1200)
+
+    @classmethod
+    def base(cls) -> ModelShape:
+        """The shape of bge-reranker-base and bce-reranker-base_v1 (768 hidden, 12 layers)."""
+        return cls(768, 12, 12, 3072, 514, 8000, 250002)
+
+    @classmethod
+    def large(cls) -> ModelShape:
+        """The shape of bge-reranker-v2-m3 (1024 hidden, 24 layers, 8194 positions)."""
+        return cls(1024, 24, 16, 4096, 8194, 8000, 250002)
+
+    @property
+    def rows(self) -> int:
+        """Rows of the word-embedding matrix."""
+        return self.embedding_rows or self.vocab_size
+
+
+def make_corpus(num_sentences: int = 3000, seed: int = 0) -> list[str]:
+    """Generated multilingual sentences (English-heavy, with Chinese, Russian, Arabic, German, emoji)."""
+    rng = random.Random(seed)
+    languages = list(_WORDS)
+    weights = [6, 2, 1, 1, 1, 0.3]
+    sentences = []
+    for _ in range(num_sentences):
+        lang = rng.choices(languages, weights)[0]
+        words = _WORDS[lang]
+        count = rng.randint(4, 24)
+        joiner = "" if lang == "zh" else " "
+        sentence = joiner.join(rng.choice(words) for _ in range(count))
+        if rng.random() < 0.2:
+            sentence += f" {rng.randint(0, 9999)}."
+        sentences.append(sentence)
+    return sentences
+
+
+def make_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
+    """Train an XLM-R-style Unigram tokenizer on :func:`make_corpus`.
+
+    Special ids are ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 and ``<mask>`` last; pairs are
+    encoded as ``<s> A </s></s> B </s>`` like XLM-R's.
+    """
+    tokenizer = Tokenizer(models.Unigram())
+    # XLM-R ships a precompiled SentencePiece charsmap (an NFKC variant); NFKC is the closest plain rule.
+    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
+    trainer = trainers.UnigramTrainer(
+        vocab_size=vocab_size - 1,  # the mask token is added after training
+        special_tokens=list(SPECIAL_TOKENS),
+        unk_token="<unk>",
+        show_progress=False,
+        max_piece_length=8,
+    )
+    tokenizer.train_from_iterator(make_corpus(seed=seed), trainer=trainer)
+    tokenizer.add_special_tokens([AddedToken(MASK_TOKEN, lstrip=True, special=True)])
+    bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single="<s> $A </s>",
+        pair="<s> $A </s> </s> $B </s>",
+        special_tokens=[("<s>", bos), ("</s>", eos)],
+    )
+    for expected_id, token in enumerate(SPECIAL_TOKENS):
+        if tokenizer.token_to_id(token) != expected_id:
+            raise RuntimeError(f"special token {token!r} got id {tokenizer.token_to_id(token)}, expected {expected_id}")
+    return tokenizer
+
+
+def _random_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hidden, inter = shape.hidden_size, shape.intermediate_size
+
+    def normal(*dims: int, std: float) -> np.ndarray:
+        return (rng.standard_normal(dims, dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+    # Spreads are chosen so attention is peaked and the first-token state depends on the text:
+    # with BERT's usual std of 0.02 every document would get nearly the same score.
+    proj_std = 1.0 / np.sqrt(hidden)
+    tensors: dict[str, np.ndarray] = {
+        "roberta.embeddings.word_embeddings.weight": normal(shape.rows, hidden, std=1.0),
+        "roberta.embeddings.position_embeddings.weight": normal(shape.max_position_embeddings, hidden, std=0.3),
+        "roberta.embeddings.token_type_embeddings.weight": normal(1, hidden, std=0.3),
+        "roberta.embeddings.LayerNorm.weight": 1.0 + normal(hidden, std=0.1),
+        "roberta.embeddings.LayerNorm.bias": normal(hidden, std=0.1),
+    }
+    for i in range(shape.num_layers):
+        prefix = f"roberta.encoder.layer.{i}."
+        for name, std in (("query", 2.0 * proj_std), ("key", 2.0 * proj_std), ("value", proj_std)):
+            tensors[prefix + f"attention.self.{name}.weight"] = normal(hidden, hidden, std=std)
+            tensors[prefix + f"attention.self.{name}.bias"] = normal(hidden, std=0.1)
+        tensors[prefix + "attention.output.dense.weight"] = normal(hidden, hidden, std=proj_std)
+        tensors[prefix + "attention.output.dense.bias"] = normal(hidden, std=0.1)
+        tensors[prefix + "attention.output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
+        tensors[prefix + "attention.output.LayerNorm.bias"] = normal(hidden, std=0.1)
+        tensors[prefix + "intermediate.dense.weight"] = normal(inter, hidden, std=proj_std)
+        tensors[prefix + "intermediate.dense.bias"] = normal(inter, std=0.1)
+        tensors[prefix + "output.dense.weight"] = normal(hidden, inter, std=1.0 / np.sqrt(inter))
+        tensors[prefix + "output.dense.bias"] = normal(hidden, std=0.1)
+        tensors[prefix + "output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
+        tensors[prefix + "output.LayerNorm.bias"] = normal(hidden, std=0.1)
+    tensors["classifier.dense.weight"] = normal(hidden, hidden, std=2.0 * proj_std)
+    tensors["classifier.dense.bias"] = normal(hidden, std=0.1)
+    tensors["classifier.out_proj.weight"] = normal(1, hidden, std=0.5)
+    tensors["classifier.out_proj.bias"] = np.zeros(1, dtype=np.float32)
+    return tensors
+
+
+def _config(shape: ModelShape) -> dict[str, object]:
+    return {
+        "architectures": ["XLMRobertaForSequenceClassification"],
+        "model_type": "xlm-roberta",
+        "attention_probs_dropout_prob": 0.1,
+        "bos_token_id": 0,
+        "pad_token_id": PADDING_IDX,
+        "eos_token_id": 2,
+        "classifier_dropout": None,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "hidden_size": shape.hidden_size,
+        "initializer_range": 0.02,
+        "intermediate_size": shape.intermediate_size,
+        "layer_norm_eps": 1e-05,
+        "max_position_embeddings": shape.max_position_embeddings,
+        "num_attention_heads": shape.num_heads,
+        "num_hidden_layers": shape.num_layers,
+        # CTranslate2's converter needs this key and transformers 5 no longer writes it;
+        # the real models' config.json files carry it.
+        "position_embedding_type": "absolute",
+        "type_vocab_size": 1,
+        "use_cache": True,
+        "vocab_size": shape.rows,
+        "id2label": {"0": "LABEL_0"},
+        "label2id": {"LABEL_0": 0},
+        "torch_dtype": "float32",
+    }
+
+
+def make_reranker_folder(
+    folder: str | os.PathLike[str],
+    shape: ModelShape | None = None,
+    *,
+    seed: int = 0,
+    tokenizer: Tokenizer | None = None,
+) -> Path:
+    """Write a random-weight ``XLMRobertaForSequenceClassification`` reranker folder and return its path.
+
+    Args:
+        folder: where to write; created if missing. Existing files of the same names are replaced.
+        shape: the architecture; :meth:`ModelShape.tiny` by default.
+        seed: seeds the weights (the tokenizer is seeded separately by ``make_tokenizer``).
+        tokenizer: reuse an already trained tokenizer (training takes a second or two).
+    """
+    shape = shape or ModelShape.tiny()
+    tokenizer = tokenizer or make_tokenizer(shape.vocab_size)
+    if tokenizer.get_vocab_size() > shape.rows:
+        raise ValueError(f"the tokenizer has {tokenizer.get_vocab_size()} tokens but the shape only {shape.rows} embedding rows")
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    save_file(_random_weights(shape, seed), str(out / "model.safetensors"), metadata={"format": "pt"})
+    (out / "config.json").write_text(json.dumps(_config(shape), indent=2))
+    tokenizer.save(str(out / "tokenizer.json"))
+    max_length = shape.max_position_embeddings - PADDING_IDX - 1
+    special = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "sep_token": "</s>",
+               "pad_token": "<pad>", "cls_token": "<s>", "mask_token": MASK_TOKEN}
+    tokenizer_config = {"tokenizer_class": "XLMRobertaTokenizer", "model_max_length": max_length,
+                        "clean_up_tokenization_spaces": True, **special}
+    (out / "tokenizer_config.json").write_text(json.dumps(tokenizer_config, indent=2))
+    (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+    (out / "fastrerank_testing.json").write_text(json.dumps({"shape": asdict(shape), "seed": seed}, indent=2))
+    return out
