@@ -1,0 +1,49 @@
+"""fastrerank: fast in-process reranking with XLM-RoBERTa cross-encoders on CTranslate2.
+
+>>> from fastrerank import rank
+>>> rank("what is a panda?", ["The giant panda is a bear.", "Paris is in France."], top_n=1)  # doctest: +SKIP
+
+Importing this package loads no model and imports neither CTranslate2 nor any optional extra.
+"""
+
+from .api import clear_cache, convert, rank
+from .errors import (
+    ConversionError,
+    CorruptModelError,
+    FastRerankError,
+    InferenceError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingDependencyError,
+    ModelClosedError,
+    ModelLoadError,
+    ModelNotFoundError,
+    SchemaError,
+    UnsupportedModelError,
+)
+from .reranker import DEFAULT_MODEL, Reranker
+from .results import RankedDocument, Ranking
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "ConversionError",
+    "CorruptModelError",
+    "FastRerankError",
+    "InferenceError",
+    "InvalidInputError",
+    "InvalidTypeError",
+    "MissingDependencyError",
+    "ModelClosedError",
+    "ModelLoadError",
+    "ModelNotFoundError",
+    "RankedDocument",
+    "Ranking",
+    "Reranker",
+    "SchemaError",
+    "UnsupportedModelError",
+    "clear_cache",
+    "convert",
+    "rank",
+]

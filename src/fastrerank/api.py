@@ -1,0 +1,106 @@
+"""The module-level API: ``convert()`` and ``rank()`` with its one process-wide reranker cache.
+
+``rank()`` keeps one :class:`Reranker` per (model, options) for the life of the process, created
+on first use under a lock, so that many threads can call it and the model is loaded once. This
+cache is the only global state in fastrerank; :func:`clear_cache` closes and empties it.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import hub
+from .conversion import convert_folder
+from .errors import InvalidTypeError, ModelNotFoundError
+from .reranker import DEFAULT_MODEL, Reranker
+from .results import Ranking
+
+__all__ = ["clear_cache", "convert", "rank"]
+
+_cache: dict[tuple[object, ...], Reranker] = {}
+_cache_lock = threading.Lock()
+
+
+def convert(
+    model: str | os.PathLike[str],
+    output_dir: str | os.PathLike[str],
+    *,
+    quantization: str = "int8",
+    revision: str | None = None,
+    force: bool = False,
+    allow_pickle: bool = False,
+    progress: bool | None = None,
+) -> Path:
+    """Convert an XLM-RoBERTa reranker to a fastrerank folder (CTranslate2 encoder + head) and return its path.
+
+    ``model`` is a local Hugging Face folder or a hub id (downloaded with huggingface_hub,
+    honouring ``HF_HOME`` and ``HF_HUB_OFFLINE``). The output is written atomically: it either
+    appears complete or not at all. An existing output is only replaced with ``force=True``.
+
+    Example:
+        >>> fastrerank.convert("BAAI/bge-reranker-base", "bge-base-int8")  # doctest: +SKIP
+        PosixPath('bge-base-int8')
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
+    name = os.fspath(model)
+    source = Path(name).expanduser()
+    if not source.is_dir():
+        if source.exists() or not hub.looks_like_hub_id(name):
+            raise ModelNotFoundError(f"model folder {name!r} does not exist")
+        source = hub.download_snapshot(name, revision, allow_pickle=allow_pickle)
+    return convert_folder(
+        source, Path(output_dir), quantization=quantization, force=force, allow_pickle=allow_pickle,
+        source_model=name, source_revision=revision, progress=progress,
+    )
+
+
+def rank(
+    query: str,
+    docs: Sequence[str],
+    top_n: int | None = None,
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    device: str = "auto",
+    compute_type: str = "default",
+    max_length: int | None = None,
+    overlap_tokens: int = 80,
+    max_chunks_per_doc: int = 1024,
+    return_documents: bool = False,
+    raw: bool = False,
+) -> Ranking:
+    """Rank ``docs`` for ``query`` with a process-wide :class:`Reranker` for ``model``.
+
+    The first call for a model loads it (converting it once if needed); later calls reuse it.
+    Safe to call from many threads. See :meth:`Reranker.rank` for the options.
+
+    Example:
+        >>> from fastrerank import rank
+        >>> rank("capital of France", ["Berlin", "Paris"], top_n=1)[0].index  # doctest: +SKIP
+        1
+    """
+    reranker = _default_reranker(model, device, compute_type, max_length)
+    return reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                         return_documents=return_documents, raw=raw)
+
+
+def _default_reranker(model: str | os.PathLike[str], device: str, compute_type: str, max_length: int | None) -> Reranker:
+    key = (os.fspath(model) if isinstance(model, os.PathLike) else model, device, compute_type, max_length)
+    with _cache_lock:
+        reranker = _cache.get(key)
+        if reranker is None:
+            reranker = Reranker(model, device=device, compute_type=compute_type, max_length=max_length)
+            _cache[key] = reranker
+        return reranker
+
+
+def clear_cache() -> None:
+    """Close and forget every reranker that :func:`rank` created."""
+    with _cache_lock:
+        rerankers = list(_cache.values())
+        _cache.clear()
+    for reranker in rerankers:
+        reranker.close()

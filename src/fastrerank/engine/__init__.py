@@ -1,0 +1,1 @@
+"""The scoring pipeline's parts: tokenization, the window rule, batching, the head, the encoder."""

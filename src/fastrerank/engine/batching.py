@@ -1,0 +1,27 @@
+"""Length-aware packing of rows into batches under a padded-token budget: pure functions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["plan_batches"]
+
+
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+    """Group row indices into batches, longest rows first, so that ``rows * longest <= max_batch_tokens``.
+
+    Sorting by length keeps padding small; the budget bounds the memory a batch needs whatever
+    the number of documents. A row longer than the budget gets a batch of its own.
+    """
+    order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for index in order:
+        # Rows come longest first, so the batch's padded width is its first row's length.
+        if current and (len(current) + 1) * lengths[current[0]] > max_batch_tokens:
+            batches.append(current)
+            current = []
+        current.append(index)
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,109 @@
+"""Tokenize queries and documents once, without special tokens, and only as much as will be used.
+
+The tokenizer is configured once at load (no truncation, no padding) and never mutated, so one
+instance serves many threads. Documents longer than the window rule can use are cut *before*
+tokenizing: at one token per character, tokenizing a 10-million-character document costs
+gigabytes. The cut is made at a whitespace boundary (XLM-R's pre-tokenizer splits there, so the
+kept tokens are exactly those of the whole text); text with no whitespace near the cut loses a
+short margin of characters instead.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from ..errors import CorruptModelError, InferenceError
+
+__all__ = ["TextEncoder", "replace_lone_surrogates"]
+
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+_WHITESPACE = re.compile(r"\s")
+_CHARS_PER_TOKEN_GUESS = 4  # XLM-R averages about 4 characters a token; the prefix doubles when short
+_NO_SPACE_MARGIN = 32  # characters dropped at a cut with no whitespace, so a split word is not kept
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """Replace unpaired UTF-16 surrogates (invalid in UTF-8, refused by tokenizers) with U+FFFD."""
+    if text.isascii():
+        return text
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
+class TextEncoder:
+    """A ``tokenizers.Tokenizer`` read from ``tokenizer.json``, checked against the embedding table."""
+
+    def __init__(self, tokenizer_file: Path, *, embedding_rows: int) -> None:
+        from tokenizers import Tokenizer
+
+        try:
+            tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        except Exception as err:  # tokenizers raises plain Exception on malformed files
+            raise CorruptModelError(f"{tokenizer_file.name} cannot be loaded: {err}") from err
+        tokenizer.no_truncation()
+        tokenizer.no_padding()
+        vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
+        if vocab_size > embedding_rows:
+            # CTranslate2 does not check ids: an id past the table reads out of bounds, silently.
+            raise CorruptModelError(
+                f"the tokenizer has {vocab_size} tokens but the model only {embedding_rows} embedding rows"
+            )
+        self._tokenizer = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of ``text`` without special tokens."""
+        return self.encode_many([text], max_tokens=None)[0]
+
+    def encode_many(self, texts: Sequence[str], max_tokens: int | None) -> list[list[int]]:
+        """Token ids of each text, without special tokens, each cut to its first ``max_tokens`` tokens."""
+        texts = [replace_lone_surrogates(text) for text in texts]
+        if max_tokens is None:
+            return self._encode_batch(texts)
+        limit = max(max_tokens, 1) * _CHARS_PER_TOKEN_GUESS
+        short = [i for i, text in enumerate(texts) if len(text) <= limit]
+        result: list[list[int]] = [[] for _ in texts]
+        for i, ids in zip(short, self._encode_batch([texts[i] for i in short])):
+            result[i] = ids[:max_tokens]
+        for i in (i for i, text in enumerate(texts) if len(text) > limit):
+            result[i] = self._encode_prefix(texts[i], max_tokens, limit)
+        return result
+
+    def _encode_prefix(self, text: str, max_tokens: int, limit: int) -> list[int]:
+        while True:
+            prefix = text[:limit]
+            if limit >= len(text):
+                return self._encode_batch([prefix])[0][:max_tokens]
+            boundary = _last_whitespace(prefix)
+            if boundary < limit // 2:
+                boundary = limit - _NO_SPACE_MARGIN
+            encoding = self._call(lambda: self._tokenizer.encode(prefix, add_special_tokens=False))
+            ids = [token for token, (_, end) in zip(encoding.ids, encoding.offsets) if end <= boundary]
+            if len(ids) >= max_tokens:
+                return ids[:max_tokens]
+            limit *= 2
+
+    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
+        if not texts:
+            return []
+        encodings = self._call(lambda: self._tokenizer.encode_batch_fast(texts, add_special_tokens=False))
+        return [encoding.ids for encoding in encodings]
+
+    @staticmethod
+    def _call(function):  # type: ignore[no-untyped-def]
+        try:
+            return function()
+        except BaseException as err:
+            # pyo3's PanicException derives from BaseException, not Exception: never let it escape.
+            if type(err).__name__ == "PanicException" or isinstance(err, (TypeError, ValueError)):
+                raise InferenceError(f"the tokenizer failed: {err}") from err
+            raise
+
+
+def _last_whitespace(text: str) -> int:
+    """Index of the last whitespace character in the last 4 KiB of ``text``, or -1."""
+    tail_start = max(0, len(text) - 4096)
+    last = -1
+    for match in _WHITESPACE.finditer(text, tail_start):
+        last = match.start()
+    return last

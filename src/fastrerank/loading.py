@@ -1,0 +1,98 @@
+"""Turn what a user passes as ``model`` into a converted folder on disk, converting once if needed.
+
+``model`` may be a folder made by :func:`fastrerank.convert` (used as it is), a Hugging Face model
+folder, or a hub id. The last two are converted once into the cache
+(:func:`fastrerank.hub.cache_root`), keyed by source, revision and quantization, under a file
+lock so that two processes converting the same model produce one folder. A valid cached
+conversion is used without any network call, which is what makes offline use work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+
+from . import hub, model_format
+from .conversion import convert_folder
+from .errors import FastRerankError, InvalidTypeError, ModelNotFoundError
+
+__all__ = ["conversion_quantization", "resolve_model"]
+
+logger = logging.getLogger(__name__)
+
+_WEIGHT_FILES = ("config.json", "tokenizer.json", "model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def conversion_quantization(device: str, compute_type: str) -> str:
+    """The quantization to convert with: ``compute_type`` if it names one, else int8 on CPU and float16 on CUDA."""
+    if compute_type not in ("default", "auto"):
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def resolve_model(
+    model: str | os.PathLike[str],
+    *,
+    quantization: str,
+    revision: str | None = None,
+    allow_pickle: bool = False,
+) -> Path:
+    """Return a converted folder for ``model``; see the module docstring."""
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
+    name = os.fspath(model)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if model_format.is_converted_folder(path):
+            return path
+        if (path / "config.json").is_file():
+            return _cached_conversion(path, _local_key(path), None, quantization, allow_pickle)
+        raise ModelNotFoundError(
+            f"{name!r} is neither a converted fastrerank folder (fastrerank.json) nor a Hugging Face model folder (config.json)"
+        )
+    if path.exists() or not hub.looks_like_hub_id(name):
+        raise ModelNotFoundError(f"model folder {name!r} does not exist")
+    return _cached_conversion(None, name, revision, quantization, allow_pickle)
+
+
+def _local_key(folder: Path) -> str:
+    """A cache key for a local folder that changes when its files change."""
+    digest = hashlib.sha256(str(folder.resolve()).encode())
+    for name in _WEIGHT_FILES:
+        path = folder / name
+        if path.is_file():
+            stat = path.stat()
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"local/{folder.name}-{digest.hexdigest()[:16]}"
+
+
+def _valid_cache(folder: Path, quantization: str) -> bool:
+    if not model_format.is_converted_folder(folder):
+        return False
+    try:
+        return model_format.verify_folder(folder).quantization == quantization
+    except FastRerankError as err:
+        logger.warning("cached conversion %s is unusable (%s); converting again", folder, err)
+        return False
+
+
+def _cached_conversion(
+    local: Path | None, key: str, revision: str | None, quantization: str, allow_pickle: bool
+) -> Path:
+    from filelock import FileLock
+
+    target = hub.converted_cache_dir(key, revision, quantization)
+    if _valid_cache(target, quantization):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if _valid_cache(target, quantization):  # another process finished it while we waited
+            return target
+        source = local or hub.download_snapshot(key, revision, allow_pickle=allow_pickle)
+        logger.info("converting %s (%s) into %s", key, quantization, target)
+        return convert_folder(
+            source, target, quantization=quantization, force=True, allow_pickle=allow_pickle,
+            source_model=str(local) if local else key, source_revision=revision,
+        )

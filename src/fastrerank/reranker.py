@@ -1,0 +1,226 @@
+"""``Reranker``: validate -> tokenize -> chunk -> batch -> run -> max-pool -> ranking."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from . import model_format
+from .conversion import QUANTIZATIONS
+from .engine.batching import plan_batches
+from .engine.chunking import chunk_spans, plan_windows
+from .engine.head import ClassificationHead, sigmoid
+from .engine.runtime import EncoderRuntime
+from .engine.tokenization import TextEncoder
+from .errors import InferenceError, InvalidInputError, InvalidTypeError, describe_value
+from .loading import conversion_quantization, resolve_model
+from .results import RankedDocument, Ranking
+from .validation import RankOptions, check_documents, check_int, check_query, check_rank_options
+
+__all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_MODEL", "Reranker"]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
+DEFAULT_BATCH_TOKENS = 8192
+DEVICES = ("auto", "cpu", "cuda")
+COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
+MIN_MAX_LENGTH = 16
+BOS, EOS = 0, 2
+
+ProgressCallback = Callable[[int, int], None]
+
+
+class Reranker:
+    """A cross-encoder reranker running on CTranslate2.
+
+    Args:
+        model: a folder made by :func:`fastrerank.convert`, a Hugging Face model folder, or a hub
+            id. The last two are converted once (int8 on CPU, float16 on CUDA, unless
+            ``compute_type`` names a quantization) into a cache and loaded from there afterwards.
+        device: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+        compute_type: CTranslate2's compute type; ``"default"`` keeps the converted one.
+        max_length: tokens per model call, special tokens included; defaults to the model's
+            recommended 512, and may not exceed its positions.
+        threads: CPU threads for the encoder; 0 uses every core this process may run on.
+        batch_tokens: padded tokens per batch; bounds memory whatever the number of documents.
+        revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
+        allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
+
+    Example:
+        >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
+        >>> reranker.rank("what is a panda?", ["The giant panda is a bear.", "Paris"], top_n=1)  # doctest: +SKIP
+        Ranking(results=(RankedDocument(index=0, score=0.99..., document=None),), tokens=..., ...)
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        compute_type: str = "default",
+        max_length: int | None = None,
+        threads: int = 0,
+        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        revision: str | None = None,
+        allow_pickle: bool = False,
+    ) -> None:
+        self.device = _resolve_device(device)
+        if compute_type not in COMPUTE_TYPES:
+            raise InvalidInputError(
+                f"{describe_value(compute_type)} is not a valid compute_type (accepted: {', '.join(COMPUTE_TYPES)})"
+            )
+        threads = check_int("threads", threads, minimum=0)
+        self.batch_tokens = check_int("batch_tokens", batch_tokens, minimum=1)
+        quantization = conversion_quantization(self.device, compute_type)
+        self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
+        self.metadata = model_format.verify_folder(self.model_path)
+        self.max_length = self._check_max_length(max_length)
+        self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
+        self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
+        self._runtime = EncoderRuntime(
+            self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores()
+        )
+
+    def _check_max_length(self, max_length: int | None) -> int:
+        if max_length is None:
+            return self.metadata.recommended_max_length
+        return check_int("max_length", max_length, minimum=MIN_MAX_LENGTH, maximum=self.metadata.max_positions)
+
+    @property
+    def compute_type(self) -> str:
+        """The compute type CTranslate2 runs with."""
+        return self._runtime.compute_type
+
+    def rank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        top_n: int | None = None,
+        *,
+        overlap_tokens: int = 80,
+        max_chunks_per_doc: int = 1024,
+        return_documents: bool = False,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> Ranking:
+        """Rank ``docs`` by relevance to ``query``, best first; ties keep input order.
+
+        A document's score is the highest sigmoid score of its windows (see the window rule in
+        :mod:`fastrerank.engine.chunking`), or the highest raw logit with ``raw=True``.
+        ``top_n=None`` returns every document; a ``top_n`` above their number returns all of them.
+        ``progress``, if given, is called after each batch with (rows done, rows in all).
+
+        Example:
+            >>> ranking = reranker.rank("capital of France", ["Paris", "Berlin"])  # doctest: +SKIP
+            >>> [(item.index, round(item.score, 3)) for item in ranking]  # doctest: +SKIP
+            [(0, 0.981), (1, 0.004)]
+        """
+        options = check_rank_options(top_n=top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                                     return_documents=return_documents, raw=raw)
+        documents = check_documents(docs)
+        scores, tokens, truncated = self._score(check_query(query), documents, options, progress)
+        order = np.argsort(-scores, kind="stable")[: options.top_n]
+        results = tuple(
+            RankedDocument(int(i), float(scores[i]), documents[i] if options.return_documents else None) for i in order
+        )
+        return Ranking(results=results, tokens=tokens, query_truncated=truncated)
+
+    def score(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        overlap_tokens: int = 80,
+        max_chunks_per_doc: int = 1024,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """Per-document scores in input order, as a float64 array (``raw=True``: max logits)."""
+        options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                                     return_documents=False, raw=raw)
+        return self._score(check_query(query), check_documents(docs), options, progress)[0]
+
+    def _score(
+        self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None
+    ) -> tuple[np.ndarray, int, bool]:
+        self._runtime.check_open()
+        query_ids = self._text.encode(query)
+        if not query_ids:
+            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
+        query_limit = self.max_length * 3 // 4
+        truncated = len(query_ids) > query_limit
+        if truncated:
+            logger.warning("query of %d tokens cut to %d (max_length * 3 // 4)", len(query_ids), query_limit)
+            query_ids = query_ids[:query_limit]
+        if not docs:
+            return np.empty(0, dtype=np.float64), 0, truncated
+        plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc)
+        doc_ids = self._text.encode_many(docs, max_tokens=plan.max_document_tokens)
+
+        prefix, suffix = (BOS, *query_ids, EOS, EOS), (EOS,)
+        unique_rows: dict[tuple[int, ...], int] = {}  # identical windows are run once
+        chunk_doc, chunk_row = [], []
+        for doc_index, ids in enumerate(doc_ids):
+            for start, end in chunk_spans(len(ids), plan):
+                row = prefix + tuple(ids[start:end]) + suffix
+                chunk_doc.append(doc_index)
+                chunk_row.append(unique_rows.setdefault(row, len(unique_rows)))
+        rows = list(unique_rows)
+        del unique_rows, doc_ids
+
+        logits = np.empty(len(rows), dtype=np.float64)
+        done = 0
+        for batch in plan_batches([len(row) for row in rows], self.batch_tokens):
+            logits[batch] = self._head(self._runtime.first_token_states([rows[i] for i in batch]))
+            done += len(batch)
+            if progress is not None:
+                progress(done, len(rows))
+
+        best = np.full(len(docs), -np.inf)
+        np.maximum.at(best, np.asarray(chunk_doc), logits[np.asarray(chunk_row)])
+        if not np.isfinite(best).all():
+            bad = int(np.flatnonzero(~np.isfinite(best))[0])
+            raise InferenceError(
+                f"the model produced a non-finite score for docs[{bad}] (compute_type={self.compute_type}); "
+                "try compute_type='float32'"
+            )
+        tokens = sum(len(row) for row in rows)
+        return (best if options.raw else sigmoid(best)), tokens, truncated
+
+    def close(self) -> None:
+        """Release the model after the calls in flight finish; later calls raise ``ModelClosedError``. Idempotent."""
+        self._runtime.close()
+
+    def __enter__(self) -> Reranker:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Reranker({str(self.model_path)!r}, device={self.device!r}, max_length={self.max_length})"
+
+
+def _resolve_device(device: object) -> str:
+    if not isinstance(device, str):
+        raise InvalidTypeError(f"device must be str, got {type(device).__name__}")
+    if device not in DEVICES:
+        raise InvalidInputError(f"{describe_value(device)} is not a valid device (accepted: {', '.join(DEVICES)})")
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1

@@ -1,0 +1,85 @@
+"""Check ``rank()`` / ``score()`` arguments once, at the boundary, into an immutable options object.
+
+Every message names the parameter, the value (cut to 80 characters) and what was expected.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from .errors import InvalidInputError, InvalidTypeError, describe_value
+
+__all__ = ["MAX_OVERLAP_TOKENS", "RankOptions", "check_documents", "check_query", "check_rank_options"]
+
+MAX_OVERLAP_TOKENS = 80  # SiliconFlow's documented bound
+
+
+@dataclass(frozen=True)
+class RankOptions:
+    """Validated per-call options, passed down, never stored on the Reranker."""
+
+    top_n: int | None
+    overlap_tokens: int
+    max_chunks_per_doc: int
+    return_documents: bool
+    raw: bool
+
+
+def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
+    """An ``int`` (or integer-like such as ``numpy.int64``), never a bool or a float, within bounds."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__} {describe_value(value)}")
+    number = operator.index(value)  # type: ignore[call-overload]
+    if number < minimum or (maximum is not None and number > maximum):
+        expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+        raise InvalidInputError(f"{name} must be {expected}, got {number}")
+    return number
+
+
+def check_bool(name: str, value: object) -> bool:
+    """A real ``bool``: ``0``/``1``/``"false"`` are refused rather than guessed at."""
+    if not isinstance(value, bool):
+        raise InvalidTypeError(f"{name} must be a bool, got {type(value).__name__} {describe_value(value)}")
+    return value
+
+
+def check_query(query: object) -> str:
+    """A non-empty ``str`` that is not only whitespace."""
+    if not isinstance(query, str):
+        raise InvalidTypeError(f"query must be str, got {type(query).__name__}")
+    if not query:
+        raise InvalidInputError("query must be a non-empty string")
+    if query.isspace():
+        raise InvalidInputError("query must not be only whitespace")
+    return query
+
+
+def check_documents(docs: object) -> list[str]:
+    """A list or tuple (or other non-string sequence) of ``str``, materialised once as a list."""
+    if isinstance(docs, (str, bytes, bytearray)) or not isinstance(docs, Sequence):
+        raise InvalidTypeError(f"docs must be a sequence of str, got {type(docs).__name__}")
+    documents = list(docs)
+    for index, doc in enumerate(documents):
+        if not isinstance(doc, str):
+            raise InvalidTypeError(f"docs[{index}] must be str, got {type(doc).__name__}")
+    return documents
+
+
+def check_rank_options(
+    *,
+    top_n: object,
+    overlap_tokens: object,
+    max_chunks_per_doc: object,
+    return_documents: object,
+    raw: object,
+) -> RankOptions:
+    """Validate the per-call options of ``rank()`` / ``score()``."""
+    return RankOptions(
+        top_n=None if top_n is None else check_int("top_n", top_n, minimum=1),
+        overlap_tokens=check_int("overlap_tokens", overlap_tokens, minimum=0, maximum=MAX_OVERLAP_TOKENS),
+        max_chunks_per_doc=check_int("max_chunks_per_doc", max_chunks_per_doc, minimum=1),
+        return_documents=check_bool("return_documents", return_documents),
+        raw=check_bool("raw", raw),
+    )
