@@ -1,0 +1,108 @@
+"""The ``fastrerank`` command: ``convert``, ``rank`` and ``serve``, over the public API only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from .conversion import QUANTIZATIONS
+from .errors import FastRerankError, InvalidInputError, InvalidTypeError
+from .reranker import DEFAULT_MODEL
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fastrerank", description="Fast reranking with XLM-R cross-encoders on CTranslate2.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    convert = commands.add_parser("convert", help="convert a Hugging Face reranker to a fastrerank folder")
+    convert.add_argument("model", help="local Hugging Face model folder or hub id")
+    convert.add_argument("output_dir")
+    convert.add_argument("--quantization", default="int8", choices=QUANTIZATIONS)
+    convert.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
+    convert.add_argument("--force", action="store_true", help="replace an existing output folder")
+    convert.add_argument("--allow-pickle", action="store_true",
+                         help="accept pytorch_model.bin (read with torch.load(weights_only=True))")
+
+    rank = commands.add_parser("rank", help="rank documents for a query and print JSON")
+    rank.add_argument("query")
+    rank.add_argument("docs", nargs="*", help="documents; read one per line from stdin when none are given")
+    rank.add_argument("--model", default=DEFAULT_MODEL, help=f"converted folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})")
+    rank.add_argument("--top-n", type=int, default=None)
+    rank.add_argument("--max-length", type=int, default=None)
+    rank.add_argument("--overlap-tokens", type=int, default=80)
+    rank.add_argument("--max-chunks-per-doc", type=int, default=1024)
+    rank.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    rank.add_argument("--compute-type", default="default")
+    rank.add_argument("--return-documents", action="store_true")
+
+    serve = commands.add_parser("serve", help="serve the hosted rerank APIs over HTTP")
+    serve.add_argument("--model", action="append", default=None,
+                       help="MODEL or NAME=MODEL; repeat to serve several (default: %(default)s)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    return parser
+
+
+def _run_convert(args: argparse.Namespace) -> int:
+    from .api import convert
+
+    path = convert(args.model, args.output_dir, quantization=args.quantization, revision=args.revision,
+                   force=args.force, allow_pickle=args.allow_pickle, progress=sys.stderr.isatty() or None)
+    print(path)
+    return 0
+
+
+def _run_rank(args: argparse.Namespace) -> int:
+    from .reranker import Reranker
+
+    docs = args.docs or [line.rstrip("\n") for line in sys.stdin]
+    progress = _print_progress if sys.stderr.isatty() else None
+    with Reranker(args.model, device=args.device, compute_type=args.compute_type, max_length=args.max_length) as reranker:
+        ranking = reranker.rank(args.query, docs, args.top_n, overlap_tokens=args.overlap_tokens,
+                                max_chunks_per_doc=args.max_chunks_per_doc, return_documents=args.return_documents,
+                                progress=progress)
+    if progress is not None:
+        print(file=sys.stderr)
+    output = {"results": ranking.to_dicts(), "tokens": ranking.tokens, "query_truncated": ranking.query_truncated}
+    print(json.dumps(output, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _print_progress(done: int, total: int) -> None:
+    print(f"\rscored {done}/{total} windows", end="", file=sys.stderr, flush=True)
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .server import serve
+
+    models: dict[str, str] = {}
+    for spec in args.model or [DEFAULT_MODEL]:
+        name, sep, path = spec.partition("=")
+        models[name if sep else spec] = path if sep else spec
+    serve(models, host=args.host, port=args.port, api_key=args.api_key)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status (2 for bad input, 1 for other failures)."""
+    args = _parser().parse_args(argv)
+    runners = {"convert": _run_convert, "rank": _run_rank, "serve": _run_serve}
+    try:
+        return runners[args.command](args)
+    except (InvalidInputError, InvalidTypeError) as err:
+        print(f"fastrerank {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except FastRerankError as err:
+        print(f"fastrerank {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
