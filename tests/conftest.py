@@ -65,7 +65,11 @@ def short_reranker(converted):  # type: ignore[no-untyped-def]
         yield reranker
 
 
+SRC = str(Path(__file__).resolve().parent.parent / "src")
+
+
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keep conversions into the cache out of the user's home."""
+def _isolated_environment(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep conversions into the cache out of the user's home; let subprocesses import this checkout."""
     monkeypatch.setenv("FASTRERANK_CACHE", str(tmp_path_factory.getbasetemp() / "fastrerank-cache"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [SRC, os.environ.get("PYTHONPATH")])))

@@ -5,7 +5,7 @@ A folder written by :func:`make_reranker_folder` is an ordinary Hugging Face mod
 ``special_tokens_map.json``) holding an ``XLMRobertaForSequenceClassification`` with one label.
 transformers loads it, and so does :func:`fastrerank.convert`. The weights are random but seeded,
 with a spread large enough that different documents get clearly different scores; the tokenizer
-is an XLM-R-style Unigram model trained with ``tokenizers`` on a generated multilingual corpus.
+is an XLM-R-style Unigram model learnt from a generated multilingual corpus.
 
 Only runtime dependencies are used (numpy, safetensors, tokenizers), so a user can test a
 service built on fastrerank without a 2 GB download, and the benchmarks can build full-size
@@ -18,14 +18,17 @@ architectures whose compute cost equals the real models'::
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
+import unicodedata
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 __all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_tokenizer"]
 
@@ -116,25 +119,45 @@ def make_corpus(num_sentences: int = 3000, seed: int = 0) -> list[str]:
     return sentences
 
 
+def _unigram_pieces(corpus: list[str], size: int) -> list[tuple[str, float]]:
+    """Learn Unigram pieces by counting: every character, then the most frequent word pieces.
+
+    ``tokenizers``' own ``UnigramTrainer`` gives a different vocabulary on every run (hash-map
+    order), which would make the fixtures, and every number measured on them, change between
+    runs. Counting is deterministic, and a Unigram model needs nothing more than pieces with
+    log-probability scores.
+    """
+    counts: Counter[str] = Counter()
+    chars: Counter[str] = Counter()
+    for sentence in corpus:
+        for word in unicodedata.normalize("NFKC", sentence).split():
+            piece = "\u2581" + word
+            chars.update(piece)
+            for length in range(2, min(len(piece), 8) + 1):
+                for start in range(len(piece) - length + 1):
+                    counts[piece[start : start + length]] += 1
+    budget = size - len(SPECIAL_TOKENS) - 1 - len(chars)
+    # Sort by count, then by the piece itself, so ties are broken the same way on every run.
+    frequent = sorted(counts.items(), key=lambda item: (-item[1] * len(item[0]), item[0]))[: max(budget, 0)]
+    total = sum(chars.values()) + sum(count for _, count in frequent)
+    pieces = sorted(chars.items(), key=lambda item: (-item[1], item[0])) + frequent
+    return [(piece, math.log(count / total)) for piece, count in pieces]
+
+
 def make_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
-    """Train an XLM-R-style Unigram tokenizer on :func:`make_corpus`.
+    """Build an XLM-R-style Unigram tokenizer learnt from :func:`make_corpus`; deterministic.
 
     Special ids are ``<s>``=0, ``<pad>``=1, ``</s>``=2, ``<unk>``=3 and ``<mask>`` last; pairs are
     encoded as ``<s> A </s></s> B </s>`` like XLM-R's.
     """
-    tokenizer = Tokenizer(models.Unigram())
+    specials = [(token, 0.0) for token in SPECIAL_TOKENS]
+    pieces = _unigram_pieces(make_corpus(seed=seed), vocab_size)
+    tokenizer = Tokenizer(models.Unigram(specials + pieces, unk_id=SPECIAL_TOKENS.index("<unk>"), byte_fallback=False))
     # XLM-R ships a precompiled SentencePiece charsmap (an NFKC variant); NFKC is the closest plain rule.
     tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="▁", prepend_scheme="always")
-    tokenizer.decoder = decoders.Metaspace(replacement="▁", prepend_scheme="always")
-    trainer = trainers.UnigramTrainer(
-        vocab_size=vocab_size - 1,  # the mask token is added after training
-        special_tokens=list(SPECIAL_TOKENS),
-        unk_token="<unk>",
-        show_progress=False,
-        max_piece_length=8,
-    )
-    tokenizer.train_from_iterator(make_corpus(seed=seed), trainer=trainer)
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tokenizer.add_special_tokens([AddedToken(token, special=True) for token in SPECIAL_TOKENS])
     tokenizer.add_special_tokens([AddedToken(MASK_TOKEN, lstrip=True, special=True)])
     bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
     tokenizer.post_processor = processors.TemplateProcessing(
