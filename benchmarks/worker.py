@@ -1,0 +1,216 @@
+"""One benchmarked system in its own process: load it, then time calls on request.
+
+Started by ``run.py`` with the system's venv and environment. Speaks JSON lines: reads
+``{"workload": "W1", "reps": 3}`` on stdin and answers ``{"seconds": [...], "scores": [...]}``;
+``{"stop": true}`` ends it. Its first line is ``{"ready": ..., "load_s": ...}``; every answer
+carries ``peak_rss_mb`` (``ru_maxrss``: load and all calls so far).
+
+Each system is called through its public API, in its best documented form for a CPU, with the
+thread count given by ``--threads``. For W4 (documents longer than a window) the peers get
+windows cut beforehand by this file, with fastrerank's rule (window = 512 - query - 4 tokens,
+80 tokens of overlap), and their scores are max-pooled per document; cutting is not timed for
+them, so it is timed only for fastrerank, which does it itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+Scorer = Callable[[str, list[str]], list[float]]
+BATCH_SIZE = 32  # the peers' batch size (rows); FlagEmbedding and sentence-transformers sort by length
+BATCH_TOKENS = int(os.environ.get("BENCH_BATCH_TOKENS", "8192"))  # fastrerank and raw CTranslate2
+
+
+def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
+    import fastrerank
+
+    folder = root / ("fastrerank-float32" if compute_type == "float32" else "fastrerank-int8")
+    reranker = fastrerank.Reranker(folder, device="cpu", compute_type=compute_type, threads=threads,
+                                   batch_tokens=BATCH_TOKENS)
+
+    def score(query: str, docs: list[str]) -> list[float]:
+        ranking = reranker.rank(query, docs)
+        scores = [0.0] * len(docs)
+        for item in ranking.results:
+            scores[item.index] = item.score
+        return scores
+
+    return score
+
+
+def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
+    """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
+    batches under the same padded-token budget as fastrerank, and the head in numpy."""
+    import ctranslate2
+    import numpy as np
+    from safetensors.numpy import load_file
+    from tokenizers import Tokenizer
+
+    folder = root / "fastrerank-int8"
+    encoder = ctranslate2.Encoder(str(folder), device="cpu", compute_type=compute_type, intra_threads=threads)
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    head = load_file(str(folder / "head.safetensors"))
+    cache: dict[tuple[str, int], list[list[int]]] = {}
+
+    def score(query: str, docs: list[str]) -> list[float]:
+        key = (query, len(docs))
+        if key not in cache:  # pre-tokenized: the first call of a workload is untimed (warm-up)
+            encoded = [e.ids for e in tokenizer.encode_batch([(query, d) for d in docs])]
+            cache[key] = [ids if len(ids) <= 512 else ids[:511] + [ids[-1]] for ids in encoded]  # truncate, keep </s>
+        rows = cache[key]
+        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
+        logits = np.empty(len(rows), dtype=np.float32)
+        start = 0
+        while start < len(order):
+            width = len(rows[order[start]])
+            count = max(1, BATCH_TOKENS // width)
+            batch = order[start : start + count]
+            out = encoder.forward_batch([rows[i] for i in batch])
+            first = np.asarray(out.last_hidden_state)[:, 0, :]
+            hidden = np.tanh(first @ head["classifier.dense.weight"].T + head["classifier.dense.bias"])
+            logits[batch] = hidden @ head["classifier.out_proj.weight"][0] + head["classifier.out_proj.bias"][0]
+            start += count
+        return logits.tolist()
+
+    return score
+
+
+def torch_system(root: Path, threads: int) -> Scorer:
+    """transformers + torch fp32, length-sorted batches (FlagEmbedding's ``compute_score`` method)."""
+    import numpy as np
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    tokenizer = AutoTokenizer.from_pretrained(root / "hf")
+    model = AutoModelForSequenceClassification.from_pretrained(root / "hf").eval()
+
+    @torch.inference_mode()
+    def score(query: str, docs: list[str]) -> list[float]:
+        pairs = [(query, d) for d in docs]
+        lengths = [len(ids) for ids in tokenizer(pairs, truncation=True, max_length=512)["input_ids"]]
+        order = np.argsort([-n for n in lengths])
+        scores = np.empty(len(pairs), dtype=np.float32)
+        for start in range(0, len(pairs), BATCH_SIZE):
+            batch = order[start : start + BATCH_SIZE]
+            features = tokenizer([pairs[i] for i in batch], padding=True, truncation=True, max_length=512,
+                                 return_tensors="pt")
+            scores[batch] = model(**features).logits[:, 0].float().numpy()
+        return scores.tolist()
+
+    return score
+
+
+def cross_encoder_system(root: Path, backend: str, threads: int) -> Scorer:
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.set_num_threads(threads)
+    if backend == "torch":
+        model = CrossEncoder(str(root / "hf"), device="cpu", max_length=512)
+    elif backend == "onnx":
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        model = CrossEncoder(str(root / "peers" / "onnx-eager"), device="cpu", backend="onnx", max_length=512,
+                             model_kwargs={"file_name": "model_qint8_avx512_vnni.onnx", "session_options": options,
+                                           "provider": "CPUExecutionProvider"})
+    else:
+        model = CrossEncoder(str(root / "peers" / "openvino"), device="cpu", backend="openvino", max_length=512,
+                             model_kwargs={"file_name": "openvino_model_qint8_quantized.xml",
+                                           "ov_config": {"INFERENCE_NUM_THREADS": str(threads)}})
+
+    def score(query: str, docs: list[str]) -> list[float]:
+        return [float(s) for s in model.predict([(query, d) for d in docs], batch_size=BATCH_SIZE,
+                                                 show_progress_bar=False)]
+
+    return score
+
+
+def load(system: str, root: Path, threads: int) -> Scorer:
+    kind = system.split("+")[0]  # "fastrerank-int8+mimalloc" is fastrerank-int8 under another environment
+    if kind.startswith("fastrerank-"):
+        return fastrerank_system(root, kind.removeprefix("fastrerank-"), threads)
+    if kind.startswith("ct2-raw-"):
+        return ct2_raw_system(root, kind.removeprefix("ct2-raw-"), threads)
+    if kind == "torch-fp32":
+        return torch_system(root, threads)
+    if kind.startswith("st-"):
+        return cross_encoder_system(root, kind.split("-")[1], threads)
+    raise SystemExit(f"unknown system {system!r}")
+
+
+def windows(tokenizer_file: Path, query: str, docs: list[str], max_length: int = 512,
+            overlap: int = 80) -> tuple[list[str], list[int]]:
+    """Cut documents into window texts with fastrerank's rule, for the peers (which truncate)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(tokenizer_file))
+    query_tokens = len(tokenizer.encode(query, add_special_tokens=False).ids)
+    window = max_length - query_tokens - 4
+    texts, owners = [], []
+    for index, doc in enumerate(docs):
+        offsets = tokenizer.encode(doc, add_special_tokens=False).offsets
+        start = 0
+        while True:
+            end = min(start + window, len(offsets))
+            texts.append(doc[offsets[start][0] : offsets[end - 1][1]])
+            owners.append(index)
+            if end == len(offsets):
+                break
+            start = end - overlap
+    return texts, owners
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("system")
+    parser.add_argument("--root", type=Path, required=True)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    protocol = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)  # libraries that print must not break the protocol
+    workloads = json.loads((args.root / "workloads.json").read_text())["workloads"]
+    start = time.perf_counter()
+    scorer = load(args.system, args.root, args.threads)
+    protocol.write(json.dumps({"ready": args.system, "load_s": time.perf_counter() - start}) + "\n")
+    prepared: dict[str, tuple[str, list[str], list[int] | None]] = {}
+    for line in sys.stdin:
+        request = json.loads(line)
+        if request.get("stop"):
+            break
+        name = request["workload"]
+        if name not in prepared:
+            w = workloads[name]
+            docs, owners = list(w["docs"]), None
+            if max(w["doc_tokens"]) + w["query_tokens"] + 4 > 512 and not args.system.startswith("fastrerank"):
+                docs, owners = windows(args.root / "hf" / "tokenizer.json", w["query"], docs)
+            prepared[name] = (w["query"], docs, owners)
+            scorer(w["query"], docs)  # warm-up, untimed
+        query, docs, owners = prepared[name]
+        seconds, cpu_seconds = [], []
+        for _ in range(request.get("reps", 1)):
+            c0, t0 = time.process_time(), time.perf_counter()
+            scores = scorer(query, docs)
+            if owners is not None:
+                pooled = [float("-inf")] * (max(owners) + 1)
+                for owner, value in zip(owners, scores):
+                    pooled[owner] = max(pooled[owner], value)
+                scores = pooled
+            seconds.append(time.perf_counter() - t0)
+            cpu_seconds.append(time.process_time() - c0)  # all threads of this process
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        protocol.write(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds, "scores": scores, "peak_rss_mb": peak}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
