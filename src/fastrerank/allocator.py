@@ -1,0 +1,153 @@
+"""Run the command line under a memory allocator that keeps CTranslate2's buffers.
+
+CTranslate2 allocates and frees its large activation buffers on every batch. With glibc's
+default malloc, every buffer above the mmap threshold is a fresh ``mmap``, so each batch pays a
+page fault per 4 KiB page: on a 2-core Zen 4 the int8 base model spent about a third of its time
+in the kernel (``benchmarks/RESULTS.md``). Two fixes need no change to CTranslate2:
+
+* ``mimalloc`` (the ``cmeel-mimalloc`` wheel: ``pip install cmeel-mimalloc``) preloaded
+  with ``LD_PRELOAD``: it keeps freed memory for the next batch;
+* glibc's own switches, as environment variables (:data:`GLIBC_ENV`): one arena, the largest
+  mmap threshold, no trimming, and transparent huge pages for what is still mapped.
+
+Both must be in place before the process starts, so the command line re-executes itself once:
+:func:`reexec_with_fast_allocator` is called at the very start of ``fastrerank``'s ``main()``.
+``FASTRERANK_ALLOCATOR`` chooses: ``auto`` (default: mimalloc when installed, else glibc's
+switches), ``mimalloc``, ``glibc`` or ``system`` (leave the process alone).
+
+A program that embeds the library sets the same environment in its launcher, for example::
+
+    $ eval "$(python -m fastrerank.allocator)"   # prints the export lines for this machine
+    $ python my_service.py
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["CHOICES", "ENV_CHOICE", "ENV_MARKER", "GLIBC_ENV", "AllocatorPlan", "find_mimalloc", "plan_allocator",
+           "reexec_with_fast_allocator"]
+
+logger = logging.getLogger(__name__)
+
+ENV_CHOICE = "FASTRERANK_ALLOCATOR"
+ENV_MARKER = "_FASTRERANK_ALLOCATOR_SET"  # set in the re-executed process: never re-execute twice
+CHOICES = ("auto", "mimalloc", "glibc", "system")
+MIMALLOC_DISTRIBUTION = "cmeel-mimalloc"
+
+GLIBC_ENV: Mapping[str, str] = {
+    "MALLOC_ARENA_MAX": "1",  # CTranslate2's worker thread would otherwise get a 64 MiB-capped arena
+    "MALLOC_MMAP_THRESHOLD_": "33554432",  # 32 MiB, glibc's maximum: smaller buffers are reused, not mapped
+    "MALLOC_TRIM_THRESHOLD_": "1073741824",  # keep up to 1 GiB of freed heap instead of returning it
+    "MALLOC_TOP_PAD_": "268435456",  # grow the heap in 256 MiB steps
+}
+GLIBC_TUNABLES = "glibc.malloc.hugetlb=1"  # madvise(MADV_HUGEPAGE) on what malloc maps: 2 MiB faults
+
+
+@dataclass(frozen=True)
+class AllocatorPlan:
+    """What to run under: the allocator's name and the environment variables that select it."""
+
+    name: str
+    env: Mapping[str, str] = field(default_factory=dict)
+
+
+def find_mimalloc() -> Path | None:
+    """The ``libmimalloc.so`` shipped by the ``cmeel-mimalloc`` wheel, or ``None`` when it is not installed."""
+    try:
+        files = importlib.metadata.files(MIMALLOC_DISTRIBUTION) or []
+        distribution = importlib.metadata.distribution(MIMALLOC_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    libraries = sorted((f for f in files if f.name.startswith("libmimalloc.so")), key=lambda f: len(f.name))
+    for library in libraries:
+        path = Path(str(distribution.locate_file(library))).resolve()
+        if path.is_file():
+            return path
+    return None
+
+
+def _glibc_env(environ: Mapping[str, str]) -> dict[str, str]:
+    env = {name: value for name, value in GLIBC_ENV.items() if name not in environ}  # the user's own values win
+    tunables = environ.get("GLIBC_TUNABLES", "")
+    if "glibc.malloc.hugetlb" not in tunables:
+        env["GLIBC_TUNABLES"] = f"{tunables}:{GLIBC_TUNABLES}" if tunables else GLIBC_TUNABLES
+    return env
+
+
+def plan_allocator(environ: Mapping[str, str] | None = None, *, platform: str | None = None) -> AllocatorPlan | None:
+    """Decide how the process should run; ``None`` when it should be left as it is.
+
+    ``None`` when: not on Linux, the process was already re-executed (:data:`ENV_MARKER`),
+    ``FASTRERANK_ALLOCATOR=system``, or the user preloads a library of their own (``LD_PRELOAD``).
+    An unknown ``FASTRERANK_ALLOCATOR`` value, or ``mimalloc`` when it is not installed, logs a
+    warning and falls back to ``auto``'s choice.
+    """
+    environ = os.environ if environ is None else environ
+    platform = sys.platform if platform is None else platform
+    choice = environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+    if not platform.startswith("linux") or ENV_MARKER in environ or choice == "system":
+        return None
+    if environ.get("LD_PRELOAD"):
+        return None  # the user already chose; do not stack allocators
+    if choice not in CHOICES:
+        logger.warning("%s=%r is not valid (accepted: %s); using auto", ENV_CHOICE, choice, ", ".join(CHOICES))
+        choice = "auto"
+    if choice in ("auto", "mimalloc"):
+        library = find_mimalloc()
+        if library is not None:
+            return AllocatorPlan("mimalloc", {"LD_PRELOAD": str(library)})
+        if choice == "mimalloc":
+            logger.warning("%s=mimalloc but %s is not installed; using glibc's switches", ENV_CHOICE,
+                           MIMALLOC_DISTRIBUTION)
+    env = _glibc_env(environ)
+    return AllocatorPlan("glibc", env) if env else None
+
+
+def reexec_with_fast_allocator(argv: Sequence[str] | None = None) -> None:
+    """Re-execute this process under a caching allocator when that helps; otherwise return.
+
+    Call it first thing in a command line's ``main()``, before any thread or model exists, and
+    only when running as the program (not when ``main`` is called from tests or other code).
+    On success it does not return: the process image is replaced (same pid), with the
+    environment of :func:`plan_allocator` and :data:`ENV_MARKER` set so that it happens once.
+
+    Args:
+        argv: the full command line to run again, interpreter first; ``sys.orig_argv`` by
+            default (it keeps ``-m`` and interpreter options).
+
+    Example:
+        >>> def main() -> int:  # doctest: +SKIP
+        ...     reexec_with_fast_allocator()
+        ...     ...
+    """
+    plan = plan_allocator()
+    if plan is None:
+        return
+    command = list(sys.orig_argv if argv is None else argv)
+    if not command:
+        return
+    env = {**os.environ, **plan.env, ENV_MARKER: plan.name}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        os.execve(sys.executable, command, env)
+    except OSError as err:  # exec failed: carry on under the system allocator
+        logger.warning("could not re-execute under %s (%s); continuing with the system allocator", plan.name, err)
+
+
+def _main() -> None:
+    """Print ``export`` lines for the recommended allocator environment (for launchers and services)."""
+    plan = plan_allocator({key: value for key, value in os.environ.items() if key != ENV_MARKER})
+    for name, value in (plan.env if plan else {}).items():
+        print(f"export {name}={value}")
+
+
+if __name__ == "__main__":
+    _main()

@@ -1,0 +1,117 @@
+"""``fastrerank.allocator``: which allocator the command line re-executes under, and when it does not."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastrerank import allocator
+from fastrerank.allocator import ENV_CHOICE, ENV_MARKER, GLIBC_ENV, find_mimalloc, plan_allocator
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+
+
+@pytest.fixture
+def no_mimalloc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(allocator, "find_mimalloc", lambda: None)
+
+
+@pytest.fixture
+def fake_mimalloc(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    library = tmp_path / "libmimalloc.so.3"
+    library.write_bytes(b"")
+    monkeypatch.setattr(allocator, "find_mimalloc", lambda: library)
+    return library
+
+
+@pytest.mark.parametrize("environ", [
+    {ENV_MARKER: "glibc"},  # already re-executed
+    {ENV_MARKER: "mimalloc", ENV_CHOICE: "mimalloc"},
+    {ENV_CHOICE: "system"},  # opt-out
+    {ENV_CHOICE: " System "},
+    {"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"},  # the user's own preload is left alone
+])
+def test_leaves_the_process_alone(environ: dict[str, str], fake_mimalloc: Path) -> None:
+    assert plan_allocator(environ, platform="linux") is None
+
+
+def test_only_on_linux(fake_mimalloc: Path) -> None:
+    assert plan_allocator({}, platform="darwin") is None
+    assert plan_allocator({}, platform="win32") is None
+
+
+@pytest.mark.parametrize("choice", [None, "auto", "mimalloc"])
+def test_prefers_an_installed_mimalloc(choice: str | None, fake_mimalloc: Path) -> None:
+    plan = plan_allocator({} if choice is None else {ENV_CHOICE: choice}, platform="linux")
+    assert plan is not None and plan.name == "mimalloc"
+    assert plan.env == {"LD_PRELOAD": str(fake_mimalloc)}
+
+
+def test_glibc_switches_when_mimalloc_is_missing(no_mimalloc: None) -> None:
+    plan = plan_allocator({}, platform="linux")
+    assert plan is not None and plan.name == "glibc"
+    assert {k: plan.env[k] for k in GLIBC_ENV} == dict(GLIBC_ENV)
+    assert plan.env["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=1"
+
+
+def test_glibc_choice_keeps_the_users_values(fake_mimalloc: Path) -> None:
+    environ = {ENV_CHOICE: "glibc", "MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}
+    plan = plan_allocator(environ, platform="linux")
+    assert plan is not None and plan.name == "glibc"
+    assert "MALLOC_ARENA_MAX" not in plan.env  # not overridden
+    assert plan.env["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1"
+
+
+def test_unknown_or_unavailable_choice_warns_and_falls_back(no_mimalloc: None, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="fastrerank.allocator"):
+        assert plan_allocator({ENV_CHOICE: "tcmalloc"}, platform="linux").name == "glibc"  # type: ignore[union-attr]
+        assert plan_allocator({ENV_CHOICE: "mimalloc"}, platform="linux").name == "glibc"  # type: ignore[union-attr]
+    messages = " ".join(record.getMessage() for record in caplog.records)
+    assert "'tcmalloc' is not valid (accepted: auto, mimalloc, glibc, system)" in messages
+    assert "cmeel-mimalloc is not installed" in messages
+
+
+def test_found_mimalloc_is_a_real_library() -> None:
+    library = find_mimalloc()
+    if library is None:
+        pytest.skip("cmeel-mimalloc is not installed in this environment")
+    assert library.is_file() and library.name.startswith("libmimalloc.so")
+
+
+PROBE = (
+    "import os, sys\n"
+    "from fastrerank.allocator import reexec_with_fast_allocator\n"
+    "print('start', flush=True)\n"
+    "reexec_with_fast_allocator()\n"
+    "maps = open('/proc/self/maps').read()\n"
+    "print(os.environ.get('_FASTRERANK_ALLOCATOR_SET'), os.environ.get('MALLOC_ARENA_MAX'), 'libmimalloc' in maps)\n"
+)
+
+
+def _probe(**env: str) -> list[str]:
+    environ = {k: v for k, v in os.environ.items() if k not in (ENV_MARKER, ENV_CHOICE, "LD_PRELOAD", *GLIBC_ENV)}
+    environ.update(env, PYTHONPATH=SRC)
+    result = subprocess.run([sys.executable, "-c", PROBE], env=environ, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.split("\n")[:-1]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re-executing under an allocator is Linux-only")
+def test_reexecutes_once_with_the_glibc_switches() -> None:
+    # "start" twice: the original process and the re-executed one; the marker stops a third run.
+    assert _probe(FASTRERANK_ALLOCATOR="glibc") == ["start", "start", "glibc 1 False"]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="re-executing under an allocator is Linux-only")
+def test_opt_out_does_not_reexecute() -> None:
+    assert _probe(FASTRERANK_ALLOCATOR="system") == ["start", "None None False"]
+
+
+@pytest.mark.skipif(find_mimalloc() is None, reason="cmeel-mimalloc is not installed in this environment")
+def test_reexecutes_under_mimalloc_when_installed() -> None:
+    assert _probe() == ["start", "start", "mimalloc None True"]
