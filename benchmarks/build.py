@@ -32,10 +32,11 @@ def _step(name: str, done: bool) -> bool:
 
 
 def build(shape_name: str, cache: Path, peers_python: str, seed: int = 0) -> Path:
-    import fastrerank
-    from fastrerank.testing import ModelShape, make_reranker_folder
     from tokenizers import Tokenizer
     from workloads import make_workloads
+
+    import fastrerank
+    from fastrerank.testing import ModelShape, make_reranker_folder
 
     root = cache / shape_name
     hf = root / "hf"

@@ -31,7 +31,6 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=2048)
     args = parser.parse_args()
     import numpy as np
-    import onnx
     import onnxruntime
     import torch
     from onnx import TensorProto, helper

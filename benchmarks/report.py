@@ -76,7 +76,7 @@ def summarise(root: Path) -> dict:
     records = [json.loads(line) for line in (root / "results.jsonl").read_text().splitlines() if line.strip()]
     workloads = json.loads((root / "workloads.json").read_text())
     config = json.loads((root / "hf" / "config.json").read_text())
-    peak = json.loads((root / "gemm_peak.json").read_text())
+    peak = best_peak([json.loads(p.read_text()) for p in sorted(root.glob("gemm_peak*.json"))])
     calls = [r for r in records if r.get("event") == "call"]
     groups = {r["system"]: r["group"] for r in calls}
     samples: dict[tuple[str, str], dict[str, list]] = defaultdict(lambda: defaultdict(list))
@@ -95,17 +95,30 @@ def summarise(root: Path) -> dict:
         cpu = statistics.median(cell["cpu"]) if cell["cpu"] else float("nan")
         fp = "fp32" if ("fp32" in system or "float32" in system or system == "st-torch") else "int8"
         gemm_peak = peak["fp32_peak_gflops"] if fp == "fp32" else peak["int8_peak_gops"]
+        cpu_peak = peak["fp32_peak_gflops_per_cpu_s"] if fp == "fp32" else peak["int8_peak_gops_per_cpu_s"]
         table[(system, name)] = {
             "system": system, "workload": name, "group": groups[system], "n": len(cell["seconds"]),
             "median_s": median, "p50_s": percentile(cell["seconds"], 0.5), "p95_s": percentile(cell["seconds"], 0.95),
             "cpu_s": cpu, "pairs_per_s": len(w["docs"]) / median, "tokens_per_s": sum(rows) / median,
-            "pairs_per_cpu_s": len(w["docs"]) / cpu if cpu == cpu else float("nan"),
+            "pairs_per_cpu_s": len(w["docs"]) / cpu if not math.isnan(cpu) else float("nan"),
             "gflops": flops_of(rows, config) / median / 1e9, "peak_fraction": flops_of(rows, config) / median / 1e9 / gemm_peak,
+            "peak_fraction_cpu": flops_of(rows, config) / cpu / 1e9 / cpu_peak,
             "rss_mb": max(cell["rss"]), "load_avg": statistics.median(cell["load"]), "scores": cell["scores"],
         }
     return {"table": table, "peak": peak, "workloads": workloads, "config": config,
             "start": next((r for r in records if r.get("event") == "start"), {}),
             "ready": {r["system"]: r["load_s"] for r in records if r.get("event") == "ready"}}
+
+
+def best_peak(measures: list[dict]) -> dict:
+    """The best of the GEMM-peak measurements (before and after the run): other load only lowers a peak."""
+    best = dict(measures[0])
+    best["kernels"] = {k: {m: max(x["kernels"][k][m] for x in measures) for m in v} for k, v in measures[0]["kernels"].items()}
+    for key in ("fp32_peak_gflops", "int8_peak_gops", "fp32_peak_gflops_per_cpu_s", "int8_peak_gops_per_cpu_s"):
+        best[key] = max(x[key] for x in measures)
+    best["load_avg"] = min(x["load_avg"] for x in measures)
+    best["measures"] = len(measures)
+    return best
 
 
 def spearman(a: list[float], b: list[float]) -> float:
@@ -123,11 +136,11 @@ def markdown(summary: dict, root: Path) -> str:
         w = summary["workloads"]["workloads"][name]
         rows = rows_of(w)
         lines += [f"### {name}: {w['about']}", "",
-                  f"{len(rows)} model rows, {sum(rows):,} non-padding tokens, "
-                  f"{flops_of(rows, summary['config']) / 1e12:.2f} TFLOP per call.", "",
-                  "| system | calls | median s | p95 s | pairs/s | tokens/s | x torch fp32 | x fastrerank int8 "
-                  "| CPU s/call | % of GEMM peak | peak RSS MB | load avg |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  (f"{len(rows)} model rows, {sum(rows):,} non-padding tokens, "
+                   f"{flops_of(rows, summary['config']) / 1e12:.2f} TFLOP per call."), "",
+                  ("| system | calls | median s | p95 s | pairs/s | tokens/s | x torch fp32 | x fastrerank int8 "
+                   "| CPU s/call | x torch (CPU) | x fastrerank (CPU) | % GEMM peak (wall / CPU) | peak RSS MB | load avg |"),
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         ref, ours = table.get((REFERENCE, name)), table.get((OURS, name))
         for system in systems:
             row = table.get((system, name))
@@ -135,10 +148,13 @@ def markdown(summary: dict, root: Path) -> str:
                 continue
             vs_ref = f"{row['pairs_per_s'] / ref['pairs_per_s']:.2f}" if ref else "-"
             vs_ours = f"{row['pairs_per_s'] / ours['pairs_per_s']:.2f}" if ours else "-"
+            cpu_ref = f"{ref['cpu_s'] / row['cpu_s']:.2f}" if ref else "-"
+            cpu_ours = f"{ours['cpu_s'] / row['cpu_s']:.2f}" if ours else "-"
             bold = "**" if system == OURS else ""
             lines.append(f"| {bold}{system}{bold} | {row['n']} | {row['median_s']:.2f} | {row['p95_s']:.2f} | "
                          f"{row['pairs_per_s']:.2f} | {row['tokens_per_s']:,.0f} | {vs_ref} | {vs_ours} | "
-                         f"{row['cpu_s']:.2f} | {100 * row['peak_fraction']:.0f}% | {row['rss_mb']:,.0f} | {row['load_avg']:.1f} |")
+                         f"{row['cpu_s']:.2f} | {cpu_ref} | {cpu_ours} | {100 * row['peak_fraction']:.0f}% / "
+                         f"{100 * row['peak_fraction_cpu']:.0f}% | {row['rss_mb']:,.0f} | {row['load_avg']:.1f} |")
         lines.append("")
     lines += ["### Score fidelity on W1 (Spearman vs torch fp32)", "", "| system | Spearman |", "|---|---:|"]
     ref = table.get((REFERENCE, "W1"))
@@ -155,8 +171,9 @@ def markdown(summary: dict, root: Path) -> str:
               "| kernel | GFLOP/s (wall) | GFLOP/s per CPU-second |", "|---|---:|---:|"]
     for kernel, value in peak["kernels"].items():
         lines.append(f"| {kernel} | {value['gflops_wall']:.0f} | {value['gflops_per_cpu_s']:.0f} |")
-    lines += ["", f"Peaks used: fp32 {peak['fp32_peak_gflops']:.0f} GFLOP/s, int8 {peak['int8_peak_gops']:.0f} GOP/s "
-              f"(load average {peak['load_avg']:.1f} while measured).", ""]
+    lines += ["", (f"Best of {peak['measures']} measurements (before and after the run). Peaks used: fp32 "
+              f"{peak['fp32_peak_gflops']:.0f} GFLOP/s, int8 {peak['int8_peak_gops']:.0f} GOP/s "
+              f"(lowest load average while measured: {peak['load_avg']:.1f})."), ""]
     return "\n".join(lines)
 
 

@@ -16,7 +16,6 @@ import json
 import os
 import random
 import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +69,11 @@ class Worker:
         env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
                "OPENBLAS_NUM_THREADS": str(threads), "PYTHONPATH": str(HERE.parent / "src"), **system.env}
         self.system = system
+        self.log = (root / f"worker-{system.name}.log").open("w")
         self.proc = subprocess.Popen(
             [python, str(HERE / "worker.py"), system.name, "--root", str(root), "--threads", str(threads)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-            stderr=open(root / f"worker-{system.name}.log", "w"),
+            stderr=self.log,
         )
         self.ready = self._answer()
 
@@ -95,6 +95,7 @@ class Worker:
         except BrokenPipeError:
             pass
         self.proc.wait(timeout=60)
+        self.log.close()
 
 
 def schedule(rounds: int, quick: bool) -> list[tuple[int, str, int]]:
@@ -119,6 +120,7 @@ def main() -> None:
     parser.add_argument("--tuning-rounds", type=int, default=2, help="rounds that include the tuning variants")
     parser.add_argument("--mimalloc", default=None, help="path of libmimalloc.so for the LD_PRELOAD variants")
     parser.add_argument("--only", default=None, help="comma-separated system names")
+    parser.add_argument("--workloads", default=",".join(ALL), help="comma-separated workloads to run")
     parser.add_argument("--quick", action="store_true", help="one round, for a smoke run")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -137,6 +139,8 @@ def main() -> None:
             workers[system.name] = Worker(system, pythons[system.venv], args.root, args.threads)
             sink.write(json.dumps({"event": "ready", "system": system.name, **workers[system.name].ready}) + "\n")
         for r, workload, reps in schedule(rounds, args.quick):
+            if workload not in args.workloads.split(","):
+                continue
             order = [s for s in chosen if workload in s.workloads and (s.group == "main" or r < args.tuning_rounds)]
             rng.shuffle(order)
             for system in order:

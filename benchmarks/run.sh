@@ -25,4 +25,5 @@ OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$PEERS_PYTHON" benchmarks/gemm_peak.py
 rm -f "$ROOT/results.jsonl"
 "$PEERS_PYTHON" benchmarks/run.py --fastrerank-python "$FASTRERANK_PYTHON" --peers-python "$PEERS_PYTHON" \
   --root "$ROOT" ${MIMALLOC:+--mimalloc "$MIMALLOC"} "$@"
+OMP_NUM_THREADS=2 OPENBLAS_NUM_THREADS=2 "$PEERS_PYTHON" benchmarks/gemm_peak.py --threads 2 > "$ROOT/gemm_peak_after.json"
 "$PEERS_PYTHON" benchmarks/report.py --root "$ROOT" --fastrerank-python "$FASTRERANK_PYTHON" --peers-python "$PEERS_PYTHON"

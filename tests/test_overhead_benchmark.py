@@ -19,8 +19,8 @@ import pytest
 
 pytest.importorskip("pytest_benchmark")
 
-from fastrerank import Reranker  # noqa: E402
-from fastrerank.testing import make_corpus  # noqa: E402
+from fastrerank import Reranker
+from fastrerank.testing import make_corpus
 
 DOCUMENTS = 1000
 

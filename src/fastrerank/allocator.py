@@ -2,18 +2,21 @@
 
 CTranslate2 allocates and frees its large activation buffers on every batch. With glibc's
 default malloc, every buffer above the mmap threshold is a fresh ``mmap``, so each batch pays a
-page fault per 4 KiB page: on a 2-core Zen 4 the int8 base model spent about a third of its time
-in the kernel (``benchmarks/RESULTS.md``). Two fixes need no change to CTranslate2:
+page fault per 4 KiB page: on a 2-core Zen 4 the int8 base model spent about 40% of its time
+in the kernel, and a caching allocator made it 1.7-1.9x faster (``benchmarks/RESULTS.md``).
+Two fixes need no change to CTranslate2:
 
-* ``mimalloc`` (the ``cmeel-mimalloc`` wheel: ``pip install cmeel-mimalloc``) preloaded
-  with ``LD_PRELOAD``: it keeps freed memory for the next batch;
 * glibc's own switches, as environment variables (:data:`GLIBC_ENV`): one arena, the largest
-  mmap threshold, no trimming, and transparent huge pages for what is still mapped.
+  mmap threshold, no trimming, and transparent huge pages for what is still mapped. Measured
+  as fast as mimalloc or a little faster, and needs no package: the default;
+* ``mimalloc`` (the ``cmeel-mimalloc`` wheel: ``pip install cmeel-mimalloc``) preloaded with
+  ``LD_PRELOAD``: it keeps freed memory for the next batch.
 
 Both must be in place before the process starts, so the command line re-executes itself once:
 :func:`reexec_with_fast_allocator` is called at the very start of ``fastrerank``'s ``main()``.
-``FASTRERANK_ALLOCATOR`` chooses: ``auto`` (default: mimalloc when installed, else glibc's
-switches), ``mimalloc``, ``glibc`` or ``system`` (leave the process alone).
+``FASTRERANK_ALLOCATOR`` chooses: ``auto`` (default: glibc's switches on glibc systems),
+``glibc``, ``mimalloc`` (falls back to glibc's switches when not installed) or ``system``
+(leave the process alone).
 
 A program that embeds the library sets the same environment in its launcher, for example::
 
@@ -86,8 +89,9 @@ def plan_allocator(environ: Mapping[str, str] | None = None, *, platform: str | 
 
     ``None`` when: not on Linux, the process was already re-executed (:data:`ENV_MARKER`),
     ``FASTRERANK_ALLOCATOR=system``, or the user preloads a library of their own (``LD_PRELOAD``).
-    An unknown ``FASTRERANK_ALLOCATOR`` value, or ``mimalloc`` when it is not installed, logs a
-    warning and falls back to ``auto``'s choice.
+    ``auto`` (and ``glibc``) give glibc's switches, ``mimalloc`` the preloaded library. An unknown
+    ``FASTRERANK_ALLOCATOR`` value, or ``mimalloc`` when it is not installed, logs a warning and
+    falls back to glibc's switches.
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
@@ -99,13 +103,11 @@ def plan_allocator(environ: Mapping[str, str] | None = None, *, platform: str | 
     if choice not in CHOICES:
         logger.warning("%s=%r is not valid (accepted: %s); using auto", ENV_CHOICE, choice, ", ".join(CHOICES))
         choice = "auto"
-    if choice in ("auto", "mimalloc"):
+    if choice == "mimalloc":
         library = find_mimalloc()
         if library is not None:
             return AllocatorPlan("mimalloc", {"LD_PRELOAD": str(library)})
-        if choice == "mimalloc":
-            logger.warning("%s=mimalloc but %s is not installed; using glibc's switches", ENV_CHOICE,
-                           MIMALLOC_DISTRIBUTION)
+        logger.warning("%s=mimalloc but %s is not installed; using glibc's switches", ENV_CHOICE, MIMALLOC_DISTRIBUTION)
     env = _glibc_env(environ)
     return AllocatorPlan("glibc", env) if env else None
 
