@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import model_format
-from ..errors import ConversionError, CorruptModelError, FastRerankError, InvalidInputError, InvalidTypeError
-from ..errors import MissingDependencyError, describe_value
+from ..errors import (
+    ConversionError,
+    CorruptModelError,
+    FastRerankError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingDependencyError,
+    describe_value,
+)
 from .checkpoint import Checkpoint, open_checkpoint
 from .encoder_spec import HEAD_TENSORS, build_encoder_spec, extract_head, normalise_names
 

@@ -11,12 +11,15 @@ short margin of characters instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import CorruptModelError, InferenceError
 
 __all__ = ["TextEncoder", "replace_lone_surrogates"]
+
+T = TypeVar("T")
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _WHITESPACE = re.compile(r"\s")
@@ -77,7 +80,7 @@ class TextEncoder:
             boundary = _last_whitespace(prefix)
             if boundary < limit // 2:
                 boundary = limit - _NO_SPACE_MARGIN
-            encoding = self._call(lambda: self._tokenizer.encode(prefix, add_special_tokens=False))
+            encoding = _guarded(self._tokenizer.encode, prefix, add_special_tokens=False)
             ids = [token for token, (_, end) in zip(encoding.ids, encoding.offsets) if end <= boundary]
             if len(ids) >= max_tokens:
                 return ids[:max_tokens]
@@ -86,18 +89,19 @@ class TextEncoder:
     def _encode_batch(self, texts: list[str]) -> list[list[int]]:
         if not texts:
             return []
-        encodings = self._call(lambda: self._tokenizer.encode_batch_fast(texts, add_special_tokens=False))
+        encodings = _guarded(self._tokenizer.encode_batch_fast, texts, add_special_tokens=False)
         return [encoding.ids for encoding in encodings]
 
-    @staticmethod
-    def _call(function):  # type: ignore[no-untyped-def]
-        try:
-            return function()
-        except BaseException as err:
-            # pyo3's PanicException derives from BaseException, not Exception: never let it escape.
-            if type(err).__name__ == "PanicException" or isinstance(err, (TypeError, ValueError)):
-                raise InferenceError(f"the tokenizer failed: {err}") from err
-            raise
+
+def _guarded(function: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Call into tokenizers, turning its failures, a Rust panic included, into ``InferenceError``."""
+    try:
+        return function(*args, **kwargs)
+    except BaseException as err:
+        # pyo3's PanicException derives from BaseException, not Exception: never let it escape.
+        if type(err).__name__ == "PanicException" or isinstance(err, (TypeError, ValueError)):
+            raise InferenceError(f"the tokenizer failed: {err}") from err
+        raise
 
 
 def _last_whitespace(text: str) -> int:
