@@ -31,7 +31,7 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int | None = N
     """An ``int`` (or integer-like such as ``numpy.int64``), never a bool or a float, within bounds."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__} {describe_value(value)}")
-    number = operator.index(value)  # type: ignore[call-overload]
+    number = operator.index(value)  # type: ignore[arg-type]
     if number < minimum or (maximum is not None and number > maximum):
         expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise InvalidInputError(f"{name} must be {expected}, got {number}")
