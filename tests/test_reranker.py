@@ -303,3 +303,28 @@ def test_public_api_is_exactly_all() -> None:
     fresh = subprocess.run([sys.executable, "-c", "import fastrerank, sys; print('ctranslate2' in sys.modules, 'torch' in sys.modules)"],
                            capture_output=True, text=True)
     assert fresh.stdout.split() == ["False", "False"]
+
+
+FORK_SCRIPT = """
+import os, sys
+from fastrerank import Reranker
+reranker = Reranker(sys.argv[1], threads=2)
+parent = reranker.score("apple", ["apple pie", "car"]).tolist()
+quiet = os.fork()
+if quiet == 0:
+    sys.exit(0)  # a child that never scores must still be able to exit normally
+assert os.waitpid(quiet, 0)[1] == 0
+worker = os.fork()
+if worker == 0:
+    ok = reranker.score("apple", ["apple pie", "car"]).tolist() == parent
+    sys.exit(0 if ok else 3)
+assert os.waitpid(worker, 0)[1] == 0
+print("ok")
+"""
+
+
+def test_fork_after_load(converted) -> None:  # type: ignore[no-untyped-def]
+    """CTranslate2's encoder hangs in a forked child; the runtime rebuilds it there instead."""
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(converted("tiny"))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

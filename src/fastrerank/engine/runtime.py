@@ -5,15 +5,18 @@ Three traps of CTranslate2 are handled here, once:
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
 * An encoder inherited through ``fork`` hangs forever in the child. The process id is recorded
-  at load and the encoder is rebuilt lazily in a process that did not load it.
+  at load and the encoder is rebuilt lazily in a process that did not load it; the locks are
+  renewed in the child, since a thread of the parent may have held them at the fork.
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight, then releases the model.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -26,6 +29,24 @@ __all__ = ["EncoderRuntime"]
 
 PAD_ID = 1
 
+_live_runtimes: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
+
+
+def _keep_forever(obj: object) -> None:
+    """Take a reference that is never released, so that ``obj`` is never destroyed."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+
+
+def _after_fork_in_child() -> None:
+    for runtime in list(_live_runtimes):
+        runtime._reset_synchronisation()
+        # Pin the inherited encoder now, so that even a child that never scores can exit.
+        _keep_forever(runtime._encoder)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
 
 class EncoderRuntime:
     """One loaded ``ctranslate2.Encoder``; safe to call from many threads."""
@@ -35,12 +56,17 @@ class EncoderRuntime:
         self._device = device
         self._compute_type = compute_type
         self._threads = threads
-        self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)
-        self._in_flight = 0
+        self._reset_synchronisation()
         self._closed = False
         self._encoder = self._load()
         self._pid = os.getpid()
+        _live_runtimes.add(self)
+
+    def _reset_synchronisation(self) -> None:
+        # Calls in flight belong to threads of the process that made them, which a fork does not copy.
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._in_flight = 0
 
     @property
     def compute_type(self) -> str:
@@ -69,7 +95,10 @@ class EncoderRuntime:
             if self._closed:
                 raise ModelClosedError("Reranker was closed")
             if self._pid != os.getpid():
-                # Inherited through fork: the parent's encoder would hang here. Build our own.
+                # Inherited through fork: the parent's encoder would hang here. Build our own,
+                # and never free the inherited one: its destructor joins the parent's worker
+                # threads, which do not exist in this process, and would hang too.
+                _keep_forever(self._encoder)
                 self._encoder = self._load()
                 self._pid = os.getpid()
             self._in_flight += 1
