@@ -44,11 +44,11 @@ class Admission:
         """Rankings holding a slot (running, or handed a slot and about to run)."""
         return self._running
 
-    async def run(self, work: Callable[[], T], still_wanted: Callable[[], Awaitable[bool]]) -> T:
+    async def run(self, work: Callable[[], T], client_gone: Callable[[], Awaitable[bool]]) -> T:
         """Run ``work`` in the pool once a slot is free.
 
         Raises :class:`SchemaError` with status 429 when the queue is full, 503 after
-        ``queue_timeout`` seconds in the queue, and :class:`ClientGone` when ``still_wanted``
+        ``queue_timeout`` seconds in the queue, and :class:`ClientGone` when ``client_gone``
         says the client left while the request waited.
         """
         if self._admitted >= self.max_concurrency + self.max_queue:
@@ -60,7 +60,7 @@ class Admission:
         self._admitted += 1
         try:
             waited = await self._acquire()
-            if waited and not await self._still_wanted(still_wanted):
+            if waited and await self._client_gone(client_gone):
                 raise ClientGone
             loop = asyncio.get_running_loop()
 
@@ -74,15 +74,16 @@ class Admission:
         finally:
             self._admitted -= 1
 
-    async def _still_wanted(self, still_wanted: Callable[[], Awaitable[bool]]) -> bool:
+    async def _client_gone(self, client_gone: Callable[[], Awaitable[bool]]) -> bool:
+        """Ask ``client_gone``; when it says yes (or fails), give the slot back."""
         try:
-            wanted = await still_wanted()
+            gone = await client_gone()
         except BaseException:
             self._release()
             raise
-        if not wanted:
+        if gone:
             self._release()
-        return wanted
+        return gone
 
     async def _acquire(self) -> bool:
         """Take a slot; returns whether the request had to wait for it."""

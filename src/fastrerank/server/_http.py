@@ -14,15 +14,16 @@ __all__ = ["check_api_key", "read_body"]
 def check_api_key(request: Request, api_key: str | None) -> None:
     """Accept ``Authorization: Bearer <key>`` (or the bare key, as DMXAPI's client sends it).
 
-    Compared in constant time on bytes (``hmac.compare_digest`` raises on non-ASCII ``str``);
-    the 401 says nothing about which part was wrong.
+    Compared in constant time on bytes (``hmac.compare_digest`` raises on non-ASCII ``str``):
+    the header's raw bytes (Starlette decodes headers as latin-1, so ``encode("latin-1")``
+    gives them back) against the key's UTF-8. The 401 says nothing about which part was wrong.
     """
     if api_key is None:
         return
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     given = token.strip() if scheme.lower() == "bearer" else header.strip()
-    if not hmac.compare_digest(given.encode(), api_key.encode()):
+    if not hmac.compare_digest(given.encode("latin-1"), api_key.encode()):
         raise SchemaError("missing or invalid API key", status=401)
 
 
