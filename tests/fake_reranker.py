@@ -28,13 +28,32 @@ def fake_score(query: str, doc: str) -> float:
 
 
 class FakeReranker:
-    """``rank`` with the engine's signature; counts its calls."""
+    """``rank`` and ``close`` with the engine's signatures; counts its calls.
 
-    def __init__(self, *, delay: float = 0.0, max_length: int = WINDOW) -> None:
+    The constructor takes :class:`fastrerank.Reranker`'s arguments too (and ignores them), so
+    a test can put this class in its place and call :func:`fastrerank.server.serve`.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        *,
+        device: str = "auto",
+        compute_type: str = "default",
+        delay: float = 0.0,
+        max_length: int = WINDOW,
+        calls_file: str | None = None,
+    ) -> None:
+        self.model = model
         self.delay = delay
         self.max_length = max_length
+        self.calls_file = calls_file
         self.calls = 0
+        self.closed = False
         self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.closed = True
 
     def rank(
         self,
@@ -49,6 +68,9 @@ class FakeReranker:
     ) -> Ranking:
         with self._lock:
             self.calls += 1
+            if self.calls_file is not None:
+                with open(self.calls_file, "a", encoding="utf-8") as log:
+                    log.write(f"{query}\n")
         if not isinstance(query, str):
             raise InvalidTypeError(f"query must be str, got {type(query).__name__}")
         if not query.strip():

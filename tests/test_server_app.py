@@ -10,39 +10,10 @@ import httpx
 import pytest
 from asgi_client import request, run_with_client
 from fake_reranker import FakeReranker
+from server_cases import BODIES, CF, CF_REST, THIRD, error_message
 
 from fastrerank.errors import InferenceError, InvalidInputError, ModelClosedError
 from fastrerank.server import create_app
-
-CF = "/ai/run/@cf/baai/bge-reranker-base"
-CF_REST = "/client/v4/accounts/acc123/ai/run/@cf/baai/bge-reranker-base"
-DOCS = ["apple", "banana", "fruit"]
-BODIES: dict[str, dict[str, Any]] = {
-    "/v1/rerank": {"model": "m", "query": "Apple", "documents": DOCS},
-    "/rerank": {"query": "Apple", "texts": DOCS},
-    "/api/v1/rerank": {"model": "m", "query": "Apple", "documents": DOCS},
-    CF: {"query": "Apple", "contexts": [{"text": d} for d in DOCS]},
-    CF_REST: {"query": "Apple", "contexts": [{"text": d} for d in DOCS]},
-}
-THIRD = 1 / 3
-
-
-def error_message(path: str, body: Any) -> str:
-    """The message of an error body in the route's shape (asserting the shape's keys)."""
-    if path in (CF, CF_REST):
-        assert set(body) == {"result", "success", "errors", "messages"}
-        assert body["success"] is False and body["result"] is None and body["messages"] == []
-        (error,) = body["errors"]
-        assert set(error) == {"code", "message"}
-        return str(error["message"])
-    if path == "/rerank":
-        assert set(body) == {"error", "error_type"}
-        return str(body["error"])
-    if path == "/api/v1/rerank":
-        assert set(body) == {"success", "code", "message"} and body["success"] is False
-        return str(body["message"])
-    assert set(body) == {"code", "message", "data"} and body["data"] is None
-    return str(body["message"])
 
 
 @pytest.fixture

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Mapping
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from types import FrameType
 
 import uvicorn
 
@@ -59,13 +63,40 @@ def serve(
             max_queue=max_queue,
             queue_timeout=queue_timeout,
         )
-        uvicorn.run(
+        config = uvicorn.Config(
             app,
             host=host,
             port=port,
             log_level=log_level,
             timeout_graceful_shutdown=graceful_timeout,
         )
+        server = uvicorn.Server(config)
+        with _sigterm_stops_gracefully(server):
+            server.run()
     finally:
         for reranker in rerankers.values():
             reranker.close()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_gracefully(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM is a normal end: stop gracefully and exit 0.
+
+    While it serves, uvicorn handles SIGTERM itself (stop accepting, finish the requests in
+    flight), then raises the signal again so that the process dies of it (exit -15). This
+    handler, in place before and after uvicorn's, ignores that second signal once uvicorn is
+    stopping, and asks uvicorn to stop if the signal comes before uvicorn took over.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            server.handle_exit(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
