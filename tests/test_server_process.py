@@ -201,3 +201,24 @@ def test_sigterm_finishes_requests_in_flight() -> None:
     assert all(body["results"][0]["index"] == 1 for _, body in results)
     assert code == 0
     assert elapsed < 10
+
+
+def test_random_bodies_over_real_http() -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+    from test_server_fuzz import bodies
+
+    with running_server("--max-documents", "50") as server, httpx.Client(base_url=server.url, timeout=10) as client:
+
+        @settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+        @given(data=st.data())
+        def check(data: st.DataObject) -> None:
+            path = data.draw(st.sampled_from(list(BODIES)))
+            response = client.post(path, content=data.draw(bodies(path)))
+            assert response.status_code < 500, response.text
+            assert "Traceback" not in response.text
+            if response.status_code >= 400:
+                assert error_message(path, response.json())
+
+        check()
+        assert server.stop() == 0
