@@ -9,6 +9,7 @@ CF_REST = "/client/v4/accounts/acc123/ai/run/@cf/baai/bge-reranker-base"
 DOCS = ["apple", "banana", "fruit"]
 BODIES: dict[str, dict[str, Any]] = {
     "/v1/rerank": {"model": "m", "query": "Apple", "documents": DOCS},
+    "/v2/rerank": {"model": "rerank-v3.5", "query": "Apple", "documents": DOCS},
     "/rerank": {"query": "Apple", "texts": DOCS},
     "/api/v1/rerank": {"model": "m", "query": "Apple", "documents": DOCS},
     CF: {"query": "Apple", "contexts": [{"text": d} for d in DOCS]},

@@ -16,6 +16,10 @@ from fastrerank.errors import InferenceError, InvalidInputError, ModelClosedErro
 from fastrerank.server import create_app
 
 
+def strip_id(body: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in body.items() if key != "id"}
+
+
 @pytest.fixture
 def app() -> Any:
     return create_app({"m": FakeReranker()})
@@ -30,6 +34,8 @@ def test_every_route_answers(app: Any) -> None:
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected
     assert body["tokens"] == {"input_tokens": 18, "output_tokens": 0}
     assert body["usage"] == {"prompt_tokens": 18, "completion_tokens": 0, "total_tokens": 18}
+    v2 = request(app, "POST", "/v2/rerank", json=BODIES["/v2/rerank"]).json()
+    assert strip_id(v2) == strip_id(body)
     assert request(app, "POST", "/rerank", json=BODIES["/rerank"]).json() == [
         {"index": i, "score": s} for i, s in expected
     ]
@@ -55,6 +61,7 @@ def test_health_and_openapi(app: Any) -> None:
     assert set(doc["paths"]) == {
         "/health",
         "/v1/rerank",
+        "/v2/rerank",
         "/rerank",
         "/api/v1/rerank",
         CF,

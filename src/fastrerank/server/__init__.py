@@ -6,6 +6,7 @@ pydantic). Routes:
 
 ==========================================================  =====================================
 ``POST /v1/rerank``                                         SiliconFlow / DMXAPI / Cohere / Jina
+``POST /v2/rerank``                                         Cohere v2 (same as ``/v1/rerank``)
 ``POST /rerank``                                            TEI
 ``POST /api/v1/rerank``                                     envelope API
 ``POST /ai/run/@cf/baai/bge-reranker-base``                 Cloudflare (REST envelope)

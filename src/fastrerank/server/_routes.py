@@ -51,6 +51,13 @@ ROUTES = (
         "documents",
         "SiliconFlow, DMXAPI, Cohere and Jina rerank (one superset response)",
     ),
+    RerankRoute(
+        "/v2/rerank",
+        combined,
+        combined.CombinedRequest,
+        "documents",
+        "Cohere v2 rerank (same request and response as /v1/rerank)",
+    ),
     RerankRoute("/rerank", tei, tei.TeiRequest, "texts", "Hugging Face text-embeddings-inference rerank"),
     RerankRoute(
         "/api/v1/rerank",
