@@ -196,3 +196,20 @@ def test_engine_errors_become_a_400_with_the_engine_message() -> None:
     assert isinstance(caught.value.__cause__, InvalidInputError)
     with pytest.raises(SchemaError, match="query must be a non-empty string"):
         cohere.handle({"query": "   ", "documents": ["a"]}, fake)
+
+
+@pytest.mark.parametrize("depth", [150, 900, 5000])
+def test_deeply_nested_bodies_are_a_400(depth: int) -> None:
+    body = '{"model": "m", "query": "q", "documents": ["a"], "x": ' + "[" * depth + "NaN" + "]" * depth + "}"
+    error = parse_error(siliconflow, body)
+    assert error.status == 400
+    if depth == 150:
+        assert error.message == "x" + ".0" * 38 + "...: NaN is not a valid JSON value"
+        assert error.field == "x" + ".0" * depth
+    else:
+        assert error.message.startswith(("body is not valid JSON", "x.0.0"))
+
+
+def test_lone_surrogate_in_a_key_is_named() -> None:
+    error = parse_error(cohere, '{"query": "q", "documents": ["a"], "x": {"\\ud800": 1}}')
+    assert (error.field, error.message) == ("x", "x: lone surrogate escape in a string (invalid Unicode)")

@@ -38,6 +38,9 @@ except ImportError as err:  # pragma: no cover - depends on the environment
     ) from err
 
 __all__ = [
+    "DEFAULT_MAX_CHUNKS",
+    "DEFAULT_OVERLAP_TOKENS",
+    "MAX_OVERLAP_TOKENS",
     "Body",
     "Documents",
     "MaxChunks",
@@ -47,8 +50,10 @@ __all__ = [
     "RequestModel",
     "RerankerLike",
     "StrictBool",
+    "StringDocuments",
+    "Text",
     "TopN",
-        "parse_body",
+    "parse_body",
     "relevance_results",
     "run_rank",
 ]
@@ -122,6 +127,7 @@ class RequestModel(BaseModel):
         return None
 
     def rank_args(self) -> RankArgs:
+        """The ``rank`` call this request asks for."""
         raise NotImplementedError
 
 

@@ -59,7 +59,7 @@ def _explain(body: str | bytes | bytearray, err: ValueError) -> SchemaError:
         return SchemaError(f"body is not valid JSON: {err}")
     for path, value in _walk(lax, ()):
         field = ".".join(path) or None
-        where = field or "body"
+        where = (field if len(field) <= 80 else field[:77] + "...") if field else "body"
         if isinstance(value, _Constant):
             return SchemaError(f"{where}: {value.name} is not a valid JSON value", field=field)
         if isinstance(value, str) and _has_lone_surrogate(value):
@@ -68,16 +68,22 @@ def _explain(body: str | bytes | bytearray, err: ValueError) -> SchemaError:
 
 
 def _walk(value: object, path: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], object]]:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            if _has_lone_surrogate(key):
-                yield path, key
-            yield from _walk(item, (*path, key))
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _walk(item, (*path, str(index)))
-    else:
-        yield path, value
+    """Every leaf (and every key with a lone surrogate) in document order, with its path.
+
+    Iterative: a body nested a thousand levels deep must not overflow the Python stack.
+    """
+    stack: list[tuple[tuple[str, ...], object]] = [(path, value)]
+    while stack:
+        where, item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if _has_lone_surrogate(key):
+                    yield where, key
+            stack.extend(((*where, key), child) for key, child in reversed(item.items()))
+        elif isinstance(item, list):
+            stack.extend(((*where, str(i)), child) for i, child in reversed(list(enumerate(item))))
+        else:
+            yield where, item
 
 
 def _has_lone_surrogate(text: str) -> bool:
