@@ -48,7 +48,7 @@ def errors(value: Any, schema: dict[str, Any], path: str = "$") -> list[str]:
 def validate(value: Any, schema: dict[str, Any]) -> None:
     """Raise ``AssertionError`` listing the violations."""
     try:
-        import jsonschema
+        import jsonschema  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         problems = errors(value, schema)
         assert not problems, problems

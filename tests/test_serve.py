@@ -6,10 +6,11 @@ import logging
 from typing import Any, ClassVar
 
 import pytest
+import uvicorn
 from fake_reranker import FakeReranker
 
 import fastrerank
-from fastrerank.server import _serve, serve
+from fastrerank.server import serve
 
 
 class StubServer:
@@ -38,7 +39,7 @@ def loaded(monkeypatch: pytest.MonkeyPatch) -> list[FakeReranker]:
         return reranker
 
     monkeypatch.setattr(fastrerank, "Reranker", load, raising=False)
-    monkeypatch.setattr(_serve.uvicorn, "Server", StubServer)
+    monkeypatch.setattr(uvicorn, "Server", StubServer)
     monkeypatch.setattr(StubServer, "runs", [])
     monkeypatch.setattr(StubServer, "fail", False)
     return made

@@ -235,6 +235,9 @@ def test_closed_model_is_503_and_inference_failure_500_without_traceback(caplog:
     assert response.status_code == 500
     assert response.json() == {"error": "internal error while ranking", "error_type": "backend"}
     assert "ranking failed" in caplog.text
+    buggy = create_app({"m": Failing(RuntimeError("a bug"))})
+    response = request(buggy, "POST", "/api/v1/rerank", json=BODIES["/api/v1/rerank"])
+    assert (response.status_code, response.json()["message"]) == (500, "internal error while ranking")
 
 
 def test_over_the_limit_is_429_at_once() -> None:

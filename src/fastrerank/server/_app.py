@@ -120,7 +120,7 @@ def _endpoint(
         except ModelClosedError as err:
             logger.warning("%s: %s", route.path, err)
             return _error(route, SchemaError("the model is closed; the server is shutting down", status=503))
-        except FastRerankError:
+        except Exception:  # the server's edge: log it, answer in the API's shape, no traceback
             logger.exception("%s: ranking failed", route.path)
             return _error(route, SchemaError("internal error while ranking", status=500))
 
