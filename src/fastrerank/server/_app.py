@@ -14,7 +14,6 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from fastrerank.errors import (
-    FastRerankError,
     InvalidInputError,
     ModelClosedError,
     SchemaError,
