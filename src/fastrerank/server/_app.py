@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +31,12 @@ __all__ = ["create_app"]
 
 logger = logging.getLogger("fastrerank.server")
 
-VERSION = "0.1.0"
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("fastrerank")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree
+        return "0+unknown"
 
 
 def create_app(
@@ -79,7 +86,7 @@ def create_app(
         return JSONResponse({"status": "ok", "models": list(models)})
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(VERSION))
+        return JSONResponse(openapi_document(_version()))
 
     routes = [
         Route("/health", health, methods=["GET"]),
@@ -96,11 +103,11 @@ def create_app(
     )
 
 
+@dataclass(frozen=True)
 class _Limits:
-    def __init__(self, api_key: str | None, max_body_bytes: int, max_documents: int) -> None:
-        self.api_key = api_key
-        self.max_body_bytes = max_body_bytes
-        self.max_documents = max_documents
+    api_key: str | None
+    max_body_bytes: int
+    max_documents: int
 
 
 def _endpoint(
@@ -147,7 +154,7 @@ async def _rerank(
         name: str | None = request.path_params[route.model_param]
     else:
         name = route.fixed_model or parsed.model_name
-    reranker = _pick(models, name, required=route.shape.__name__ != "fastrerank.schemas.tei")
+    reranker = _pick(models, name, required=route.names_model)
     ranking = await admission.run(lambda: run_rank(reranker, args), request.is_disconnected)
     return route.respond(ranking, parsed)
 

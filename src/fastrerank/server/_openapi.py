@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from pydantic.json_schema import models_json_schema
@@ -13,6 +14,7 @@ __all__ = ["openapi_document"]
 _REF = "#/components/schemas/{model}"
 
 
+@functools.cache
 def openapi_document(version: str) -> dict[str, Any]:
     """OpenAPI 3.1: every route, its request body schema, its documented statuses."""
     unique = list(dict.fromkeys(route.request_model for route in ROUTES))

@@ -21,7 +21,8 @@ class RerankRoute:
 
     ``docs_field`` names the documents in that API (for the per-request cap message);
     ``model_param`` is the path parameter naming the model, ``fixed_model`` the model a path
-    names by itself; without either the request's own ``model`` field picks it.
+    names by itself; without either the request's own ``model`` field picks it, and an API
+    with no such field (``names_model=False``, TEI) gets the first model.
     """
 
     path: str
@@ -31,6 +32,7 @@ class RerankRoute:
     summary: str
     model_param: str | None = None
     fixed_model: str | None = None
+    names_model: bool = True
     build: Callable[[Ranking, Any], Any] | None = None
 
     def respond(self, ranking: Ranking, request: Any) -> Any:
@@ -58,7 +60,14 @@ ROUTES = (
         "documents",
         "Cohere v2 rerank (same request and response as /v1/rerank)",
     ),
-    RerankRoute("/rerank", tei, tei.TeiRequest, "texts", "Hugging Face text-embeddings-inference rerank"),
+    RerankRoute(
+        "/rerank",
+        tei,
+        tei.TeiRequest,
+        "texts",
+        "Hugging Face text-embeddings-inference rerank",
+        names_model=False,
+    ),
     RerankRoute(
         "/api/v1/rerank",
         envelope,
