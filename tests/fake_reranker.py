@@ -54,6 +54,9 @@ class FakeReranker:
 
     def close(self) -> None:
         self.closed = True
+        if self.calls_file is not None:
+            with open(self.calls_file, "a", encoding="utf-8") as log:
+                log.write("<closed>\n")
 
     def rank(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import select
+import signal
 import socket
 import threading
 import time
@@ -131,7 +132,7 @@ def test_body_limit_answers_413_before_reading_it_all(mode: str) -> None:
 
 
 def test_backpressure_64_clients_on_4_slots() -> None:
-    with running_server("--max-concurrency", "4", "--max-queue", "4", "--queue-timeout", "0.3", "--delay", "1.0") as server:
+    with running_server("--max-concurrency", "4", "--max-queue", "4", "--queue-timeout", "0.3", "--delay", "2.0") as server:
         barrier = threading.Barrier(64, timeout=30)
 
         def post(i: int) -> tuple[int, float, Any]:
@@ -149,7 +150,7 @@ def test_backpressure_64_clients_on_4_slots() -> None:
     assert statuses.count(503) == 4, statuses  # queued, then waited over 0.3 s
     assert statuses.count(429) == 56, statuses
     refused = sorted(elapsed for status, elapsed, _ in results if status == 429)
-    assert refused[len(refused) // 2] < 0.5, refused  # at once, not after a ranking (1 s)
+    assert refused[len(refused) // 2] < 0.5, refused  # at once, not after a ranking (2 s)
     for status, _, body in results:
         if status == 200:
             assert body == [{"index": 0, "score": 2 / 3}, {"index": 1, "score": 1 / 3}]
@@ -168,7 +169,7 @@ def test_client_gone_while_queued_drops_the_work(tmp_path: Path) -> None:
 
         with ThreadPoolExecutor(1) as pool:
             first = pool.submit(post, "first")
-            time.sleep(0.3)
+            wait_for_calls(calls, 1)
             payload = json.dumps({"query": "gone", "texts": ["a"]}).encode()
             sock = raw_request(server.port, "/rerank", [f"Content-Length: {len(payload)}"])
             sock.sendall(payload)
@@ -176,11 +177,21 @@ def test_client_gone_while_queued_drops_the_work(tmp_path: Path) -> None:
             sock.close()  # while it waits for the slot
             assert first.result(timeout=10) == 200
         assert post("after") == 200
-    assert calls.read_text().split() == ["first", "after"]
+        assert server.stop() == 0
+    assert calls.read_text().split() == ["first", "after", "<closed>"]
 
 
-def test_sigterm_finishes_requests_in_flight() -> None:
-    with running_server("--max-concurrency", "32", "--delay", "1.5") as server:
+def wait_for_calls(calls: Path, count: int, timeout: float = 15) -> None:
+    """Until the fake server has started ``count`` rankings (bounded in time)."""
+    deadline = time.monotonic() + timeout
+    while not (calls.exists() and len(calls.read_text().split()) >= count):
+        assert time.monotonic() < deadline, f"fewer than {count} rankings started"
+        time.sleep(0.02)
+
+
+def test_sigterm_finishes_requests_in_flight(tmp_path: Path) -> None:
+    calls = tmp_path / "calls.log"
+    with running_server("--max-concurrency", "32", "--delay", "2.0", "--calls-file", str(calls)) as server:
         def post(i: int) -> tuple[int, Any]:
             body = {"model": "m", "query": f"q{i}", "documents": ["a", f"q{i}"]}
             response = httpx.post(f"{server.url}/v1/rerank", json=body, timeout=30)
@@ -188,9 +199,9 @@ def test_sigterm_finishes_requests_in_flight() -> None:
 
         with ThreadPoolExecutor(32) as pool:
             futures = [pool.submit(post, i) for i in range(32)]
-            time.sleep(0.8)  # every request is in flight (each ranking takes 1.5 s)
+            wait_for_calls(calls, 32)  # every request is in flight (each ranking takes 2 s)
             started = time.monotonic()
-            server.process.send_signal(15)
+            server.process.send_signal(signal.SIGTERM)
             time.sleep(0.2)
             with pytest.raises(httpx.ConnectError):
                 httpx.get(f"{server.url}/health", timeout=2)  # no new connections
@@ -201,6 +212,7 @@ def test_sigterm_finishes_requests_in_flight() -> None:
     assert all(body["results"][0]["index"] == 1 for _, body in results)
     assert code == 0
     assert elapsed < 10
+    assert calls.read_text().split()[-1] == "<closed>"  # serve() closed the model on the way out
 
 
 def test_random_bodies_over_real_http() -> None:
