@@ -27,7 +27,14 @@ def load_data(name: str) -> Any:
 
 
 @pytest.fixture
+def fake() -> FakeReranker:
+    """The deterministic fake, for tests that compare exact scores."""
+    return FakeReranker()
+
+
+@pytest.fixture
 def reranker() -> RerankerLike:
-    """The reranker every schema test ranks with. The fake by default; an end-to-end suite
-    can override this fixture with a real :class:`fastrerank.Reranker` on a generated model."""
+    """The reranker of the shape tests that hold for any model (seed examples, the same
+    ranking through every shape). The fake here; an end-to-end suite can override this fixture
+    with a real :class:`fastrerank.Reranker` on a generated model."""
     return FakeReranker()

@@ -131,6 +131,33 @@ def test_body_limit_answers_413_before_reading_it_all(mode: str) -> None:
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
 
 
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError("VmRSS")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
+def test_ten_50_mb_bodies_leave_the_server_rss_flat() -> None:
+    limit, total, piece = 2_000_000, 50_000_000, 256_000
+    with running_server() as server:
+        before = rss_bytes(server.process.pid)
+        for i in range(10):
+            if i % 2:
+                sock = raw_request(server.port, "/rerank", [f"Content-Length: {total}"])
+                chunks = [b" " * piece] * (total // piece)
+            else:
+                sock = raw_request(server.port, "/rerank", ["Transfer-Encoding: chunked"])
+                chunks = [f"{piece:x}\r\n".encode() + b" " * piece + b"\r\n"] * (total // piece)
+            with sock:
+                sent, answer = send_until_answered(sock, chunks)
+            assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
+            assert sent < total // 4
+        growth = rss_bytes(server.process.pid) - before
+    assert growth < 4 * limit, growth
+
+
 def test_backpressure_64_clients_on_4_slots() -> None:
     with running_server("--max-concurrency", "4", "--max-queue", "4", "--queue-timeout", "0.3", "--delay", "2.0") as server:
         barrier = threading.Barrier(64, timeout=30)
