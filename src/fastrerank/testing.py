@@ -25,16 +25,7 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import (
-    AddedToken,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    processors,
-    trainers,
-)
+from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 
 __all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_tokenizer"]
 
@@ -43,11 +34,19 @@ MASK_TOKEN = "<mask>"
 PADDING_IDX = 1
 
 _WORDS = {
-    "en": ["the", "a", "of", "and", "to", "in", "is", "for", "on", "with", "that", "by", "as", "from", "at", "this", "be", "are", "was", "it", "an", "or", "which", "apple", "banana", "fruit", "vegetable", "pizza", "great", "search", "query", "document", "rank", "reranker", "model", "machine", "learning", "artificial", "intelligence", "science", "data", "system", "network", "language", "text", "token", "window", "chunk", "score", "relevance", "retrieval", "engine", "server", "client", "request", "response", "cold", "flu", "vaccine", "hand", "wash", "mask", "health", "hospital", "research", "study", "guide", "year", "october", "city", "river", "mountain", "history", "music", "film", "book", "library", "computer", "program", "python", "speed", "fast", "slow", "large", "small", "new", "old", "good", "best", "first", "last", "time", "people", "world", "water", "energy"],
+    "en": (
+        "the a of and to in is for on with that by as from at this be are was it an or which "
+        "apple banana fruit vegetable pizza great search query document rank reranker model "
+        "machine learning artificial intelligence science data system network language text "
+        "token window chunk score relevance retrieval engine server client request response "
+        "cold flu vaccine hand wash mask health hospital research study guide year october "
+        "city river mountain history music film book library computer program python speed "
+        "fast slow large small new old good best first last time people world water energy"
+    ).split(),
     "zh": list("预防感冒应勤洗手戴口罩保持室内通风流感疫苗每年月接种最佳可降低感染风险维生素对的效果存在争议人工智能是研究开发用于模拟延伸和扩展人的智能理论方法技术及应用系统"),
-    "ru": ["и", "в", "не", "на", "я", "быть", "он", "с", "что", "а", "по", "это", "она", "этот", "к", "но", "они", "мы", "как", "из", "у", "который", "то", "за", "свой"],
-    "ar": ["في", "من", "على", "إلى", "عن", "مع", "هذا", "هذه", "الذي", "التي", "كان", "بين", "كل", "بعد", "عند", "قبل", "حتى"],
-    "de": ["der", "die", "und", "in", "den", "von", "zu", "das", "mit", "sich", "des", "auf", "für", "ist", "im", "dem", "nicht", "ein", "eine", "als"],
+    "ru": "и в не на я быть он с что а по это она этот к но они мы как из у который то за свой".split(),
+    "ar": "في من على إلى عن مع هذا هذه الذي التي كان بين كل بعد عند قبل حتى".split(),
+    "de": "der die und in den von zu das mit sich des auf für ist im dem nicht ein eine als".split(),
     "emoji": ["😀", "🍕", "👍", "🚀", "👩‍💻", "🇩🇪", "❤️"],
 }
 
