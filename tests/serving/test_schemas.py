@@ -10,9 +10,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import load_data, subprocess_env
-from fake_reranker import FakeReranker
-from jsonschema_lite import validate
 
 from fastrerank.results import RankedDocument, Ranking
 from fastrerank.schemas import (
@@ -25,6 +22,10 @@ from fastrerank.schemas import (
     siliconflow,
     tei,
 )
+
+from .fake_reranker import FakeReranker
+from .jsonschema_lite import validate
+from .locations import load_data, subprocess_env
 
 APPLE = load_data("requests/siliconflow.json")  # query "Apple", 4 documents
 THIRD = 1 / 3

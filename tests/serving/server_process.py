@@ -12,7 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
-from conftest import TESTS, subprocess_env
+
+from .locations import HERE, subprocess_env
 
 HOST = "127.0.0.1"
 
@@ -44,7 +45,7 @@ def running_server(*args: str, start_timeout: float = 30) -> Iterator[Server]:
     """The fake server with these command-line arguments, up and answering /health."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, str(TESTS / "fake_server.py"), "--port", str(port), *args],
+        [sys.executable, str(HERE / "fake_server.py"), "--port", str(port), *args],
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -8,12 +8,13 @@ from typing import Any
 
 import httpx
 import pytest
-from asgi_client import request, run_with_client
-from fake_reranker import FakeReranker
-from server_cases import BODIES, CF, CF_REST, THIRD, error_message
 
 from fastrerank.errors import InferenceError, InvalidInputError, ModelClosedError
 from fastrerank.server import create_app
+
+from .asgi_client import request, run_with_client
+from .fake_reranker import FakeReranker
+from .server_cases import BODIES, CF, CF_REST, THIRD, error_message
 
 
 def strip_id(body: dict[str, Any]) -> dict[str, Any]:

@@ -17,8 +17,9 @@ from typing import Any
 
 import httpx
 import pytest
-from server_cases import BODIES, error_message
-from server_process import HOST, running_server
+
+from .server_cases import BODIES, error_message
+from .server_process import HOST, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -245,7 +246,8 @@ def test_sigterm_finishes_requests_in_flight(tmp_path: Path) -> None:
 def test_random_bodies_over_real_http() -> None:
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-    from test_server_fuzz import bodies
+
+    from .test_server_fuzz import bodies
 
     with running_server("--max-documents", "50") as server, httpx.Client(base_url=server.url, timeout=10) as client:
 

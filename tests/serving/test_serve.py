@@ -7,10 +7,11 @@ from typing import Any, ClassVar
 
 import pytest
 import uvicorn
-from fake_reranker import FakeReranker
 
 import fastrerank
 from fastrerank.server import serve
+
+from .fake_reranker import FakeReranker
 
 
 class StubServer:
@@ -78,7 +79,7 @@ def test_missing_server_extra_names_the_pip_command() -> None:
     import subprocess
     import sys
 
-    from conftest import subprocess_env
+    from .locations import subprocess_env
 
     code = (
         "import sys\n"

@@ -10,13 +10,14 @@ import os
 from typing import Any
 
 import pytest
-from asgi_client import request
-from fake_reranker import FakeReranker
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from server_cases import BODIES, error_message
 
 from fastrerank.server import create_app
+
+from .asgi_client import request
+from .fake_reranker import FakeReranker
+from .server_cases import BODIES, error_message
 
 EXAMPLES = int(os.environ.get("FASTRERANK_FUZZ_EXAMPLES", "300"))
 FIELDS = [

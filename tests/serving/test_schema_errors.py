@@ -6,7 +6,6 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from fake_reranker import FakeReranker
 
 from fastrerank.errors import InvalidInputError, SchemaError
 from fastrerank.schemas import (
@@ -18,6 +17,8 @@ from fastrerank.schemas import (
     siliconflow,
     tei,
 )
+
+from .fake_reranker import FakeReranker
 
 BASE = '"model": "m", "query": "q", "documents": ["a", "b"]'
 
