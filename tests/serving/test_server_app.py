@@ -10,11 +10,12 @@ import httpx
 import pytest
 
 from fastrerank.errors import InferenceError, InvalidInputError, ModelClosedError
+from fastrerank.schemas import RerankerLike
 from fastrerank.server import create_app
 
 from .asgi_client import request, run_with_client
 from .fake_reranker import FakeReranker
-from .server_cases import BODIES, CF, CF_REST, THIRD, error_message
+from .server_cases import BODIES, CF, CF_REST, DOCS, THIRD, error_message
 
 
 def strip_id(body: dict[str, Any]) -> dict[str, Any]:
@@ -301,3 +302,22 @@ def test_create_app_checks_its_arguments(kwargs: dict[str, Any], message: str) -
     assert str(caught.value) == message
     with pytest.raises(InvalidInputError, match="at least one reranker"):
         create_app({})
+
+
+def test_every_route_gives_the_reranker_own_ranking(reranker: RerankerLike) -> None:
+    """End to end with the ``reranker`` fixture (the fake, and the real tiny model where present)."""
+    app = create_app({"m": reranker})
+    direct = reranker.rank("Apple", DOCS)
+    expected = [(item.index, item.score) for item in direct]
+    raw = [(item.index, item.score) for item in reranker.rank("Apple", DOCS, raw=True)]
+
+    v1 = request(app, "POST", "/v1/rerank", json=BODIES["/v1/rerank"]).json()
+    assert [(r["index"], r["relevance_score"]) for r in v1["results"]] == expected
+    assert v1["tokens"]["input_tokens"] == v1["usage"]["total_tokens"] == direct.tokens > 0
+    tei = request(app, "POST", "/rerank", json={**BODIES["/rerank"], "raw_scores": True}).json()
+    assert [(r["index"], r["score"]) for r in tei] == raw
+    envelope = request(app, "POST", "/api/v1/rerank", json={**BODIES["/api/v1/rerank"], "top_n": 2}).json()
+    assert [(r["index"], r["relevance_score"]) for r in envelope["data"]["results"]] == expected[:2]
+    for path in (CF, CF_REST):
+        cf = request(app, "POST", path, json={**BODIES[path], "top_k": 1}).json()
+        assert cf["result"]["response"] == [{"id": expected[0][0], "score": expected[0][1]}]
