@@ -240,13 +240,16 @@ def top_n_per_query(
     score_column: str = "score",
     order_key: str | None = None,
     rank_column: str = "rank",
+    num_partitions: int | None = None,
 ) -> Dataset:
     """The best ``n`` rows of each query, by ``score_column`` descending, with a 1-based ``rank_column``.
 
-    Ties keep input order: they are broken by ``order_key`` ascending when given (a document id
-    or a row position column), otherwise by the order in which Ray hands a group's rows over,
-    which is the input order on one node with the default sort shuffle but is not promised on a
-    cluster or with the hash shuffle. Pass ``order_key`` for ties that are reproducible everywhere.
+    Ties are broken by ``order_key`` ascending when given: a row position column to keep input
+    order, or a document id. Without it, tied rows keep the order in which Ray hands a group's
+    rows over, which Ray's shuffle does not promise to be the input order; identical documents of
+    one query always tie, so pass ``order_key`` for results that are the same on every run.
+    ``num_partitions`` is passed to ``Dataset.groupby`` (recent Ray versions; ``None`` keeps
+    Ray's default).
 
     Example:
         >>> top_n_per_query(scored, 10, "query_id", order_key="doc_id").write_parquet("ranked/")  # doctest: +SKIP
@@ -256,7 +259,9 @@ def top_n_per_query(
         _check_name(parameter, value)
     if order_key is not None:
         _check_name("order_key", order_key)
-    return ds.groupby(query_key).map_groups(
+    grouped = ds.groupby(query_key) if num_partitions is None else ds.groupby(
+        query_key, num_partitions=check_int("num_partitions", num_partitions, minimum=1))
+    return grouped.map_groups(
         _top_n_of_group, batch_format="pyarrow",
         fn_kwargs={"n": n, "score_column": score_column, "order_key": order_key, "rank_column": rank_column},
     )
