@@ -269,6 +269,14 @@ def test_the_docs_recipe_runs(local_ray, converted, tmp_path, monkeypatch):  # t
     assert sorted(ranked.groupby("query_id")["rank"].max()) == [len(DOCS)] * len(QUERIES)  # top 10 of 8
 
 
+def test_threads_default_to_the_cpus_ray_reserved(local_ray):  # type: ignore[no-untyped-def]
+    from fastrerank.integrations.ray import _actor_cpus
+
+    reserved = [ray.get(ray.remote(num_cpus=cpus)(_actor_cpus).remote()) for cpus in (0.5, 1, 2)]
+    assert reserved == [1, 1, 2]
+    assert _actor_cpus() == 0  # the driver reserved nothing: every core
+
+
 # ---- imports -------------------------------------------------------------------------------------
 
 

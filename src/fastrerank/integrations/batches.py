@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InvalidTypeError
 
-__all__ = ["Batch", "add_column", "column_names", "column_values", "row_count"]
+__all__ = ["Batch", "add_column", "column_names", "column_values"]
 
 Batch = Any  # pandas.DataFrame | pyarrow.Table | dict[str, numpy.ndarray]
 
@@ -43,13 +43,6 @@ def column_names(batch: Batch) -> list[str]:
     return list(batch.column_names)
 
 
-def row_count(batch: Batch) -> int:
-    """The number of rows (0 for a dict without columns)."""
-    if _kind(batch) == "numpy":
-        return len(next(iter(batch.values()))) if batch else 0
-    return len(batch)
-
-
 def column_values(batch: Batch, name: str) -> list[Any]:
     """One column as a list of Python objects (nulls as ``None``, or ``NaN`` from pandas)."""
     kind = _kind(batch)
@@ -68,12 +61,10 @@ def add_column(batch: Batch, name: str, values: np.ndarray | Sequence[np.ndarray
     kind = _kind(batch)
     nested = not isinstance(values, np.ndarray)
     if kind == "numpy":
+        column = values if isinstance(values, np.ndarray) else np.empty(len(values), dtype=object)
         if nested:
-            column = np.empty(len(values), dtype=object)
             for index, row in enumerate(values):  # element-wise: equal-length rows must not become a 2-D array
                 column[index] = row
-        else:
-            column = values
         return {**batch, name: column}
     if kind == "pandas":
         return batch.assign(**{name: list(values) if nested else values})

@@ -24,6 +24,7 @@ when :func:`top_n_per_query` runs, and ``import fastrerank`` never imports it.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
 from collections.abc import Sequence
@@ -34,7 +35,7 @@ import numpy as np
 from ..errors import FastRerankError, InferenceError, InvalidInputError, InvalidTypeError, MissingDependencyError, describe_value
 from ..reranker import DEFAULT_BATCH_TOKENS, Reranker
 from ..validation import check_int, check_query, check_rank_options
-from .batches import Batch, add_column, column_names, column_values, row_count
+from .batches import Batch, add_column, column_names, column_values
 
 if TYPE_CHECKING:
     import pyarrow
@@ -81,7 +82,8 @@ class RerankScorer:
         id_columns: columns that name a row in error messages; by default ``id`` and ``*_id``.
         device, compute_type, max_length, batch_tokens: as for :class:`~fastrerank.Reranker`.
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
-            (``num_cpus`` of ``map_batches``, at least 1), ``0`` every core of the machine.
+            (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
+            outside Ray), ``0`` every core of the machine.
         overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
 
     Raises (inside the actor, surfacing from the Ray job): :class:`InvalidInputError` for a
@@ -121,6 +123,8 @@ class RerankScorer:
         self.score_column = _check_name("score_column", score_column)
         if self.score_column in (self.query_column, self.documents_column):
             raise InvalidInputError(f"score_column {score_column!r} must differ from the query and document columns")
+        if isinstance(id_columns, str):
+            raise InvalidTypeError(f"id_columns must be a list of column names, got str {id_columns!r}; pass [{id_columns!r}]")
         self.id_columns = None if id_columns is None else tuple(_check_name("id_columns[]", name) for name in id_columns)
         cores = _actor_cpus() if threads is None else check_int("threads", threads, minimum=0)
         self.reranker = Reranker(model, device=device, compute_type=compute_type, max_length=max_length, threads=cores,
@@ -174,7 +178,7 @@ class RerankScorer:
             return [_check_text(docs, name_row, row, self.documents_column, query=False)]
         if _is_null(docs):
             raise InvalidTypeError(f"{name_row(row)}: {self.documents_column} is null; it must be a list of str")
-        if isinstance(docs, (str, bytes)) or not hasattr(docs, "__len__"):
+        if isinstance(docs, (str, bytes)) or not isinstance(docs, (Sequence, np.ndarray)):
             raise InvalidTypeError(f"{name_row(row)}: {self.documents_column} must be a list of str, "
                                    f"got {type(docs).__name__}")
         return [_check_text(doc, name_row, row, f"{self.documents_column}[{index}]", query=False)
@@ -223,13 +227,16 @@ def _check_name(parameter: str, value: object) -> str:
 
 
 def _actor_cpus() -> int:
-    """The CPUs Ray reserved for the current task or actor, at least 1; 0 (every core) outside Ray."""
+    """The CPUs Ray reserved for the current actor or task, at least 1; 0 (every core) when none are, or outside Ray."""
     import ray
 
     if not ray.is_initialized():
         return 0
-    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 0)
-    return max(1, int(cpus))
+    context = ray.get_runtime_context()
+    if context.get_actor_id() is None and context.get_task_id() is None:  # the driver: nothing is reserved for it
+        return 0
+    cpus = context.get_assigned_resources().get("CPU", 0)
+    return max(1, int(cpus)) if cpus else 0
 
 
 def top_n_per_query(
@@ -261,10 +268,9 @@ def top_n_per_query(
         _check_name("order_key", order_key)
     grouped = ds.groupby(query_key) if num_partitions is None else ds.groupby(
         query_key, num_partitions=check_int("num_partitions", num_partitions, minimum=1))
-    return grouped.map_groups(
-        _top_n_of_group, batch_format="pyarrow",
-        fn_kwargs={"n": n, "score_column": score_column, "order_key": order_key, "rank_column": rank_column},
-    )
+    top_n = functools.partial(_top_n_of_group, n=n, score_column=score_column, order_key=order_key,
+                              rank_column=rank_column)
+    return grouped.map_groups(top_n, batch_format="pyarrow")
 
 
 def _top_n_of_group(group: pyarrow.Table, *, n: int, score_column: str, order_key: str | None,
