@@ -2,7 +2,8 @@
 
 :class:`RerankScorer` is a callable class for ``Dataset.map_batches``: each actor loads the model
 once, in ``__init__``, and every batch gets a ``score`` column (by default) equal to what
-:meth:`fastrerank.Reranker.score` gives for the same rows. :func:`top_n_per_query` then keeps the
+:meth:`fastrerank.Reranker.score` gives for the same rows, up to float32 rounding (how rows share a
+padded model batch can move the last bits). :func:`top_n_per_query` then keeps the
 best ``n`` rows of each query, with a ``rank`` column::
 
     import ray
@@ -72,7 +73,7 @@ class RerankScorer:
 
     Every other column (ids, metadata) passes through unchanged. Within a batch, the rows of one
     query are scored with a single :meth:`Reranker.score` call, so sorting or grouping the input
-    by query makes batches cheaper; the scores do not depend on how rows fall into batches.
+    by query makes batches cheaper; how rows fall into batches changes scores by float32 rounding at most.
 
     Args:
         model: a converted folder (``fastrerank convert``) readable by every actor, e.g. on shared
@@ -253,8 +254,9 @@ def top_n_per_query(
 
     Ties are broken by ``order_key`` ascending when given: a row position column to keep input
     order, or a document id. Without it, tied rows keep the order in which Ray hands a group's
-    rows over, which Ray's shuffle does not promise to be the input order; identical documents of
-    one query always tie, so pass ``order_key`` for results that are the same on every run.
+    rows over, which Ray's shuffle does not promise to be the input order, so pass ``order_key``
+    for results that are the same on every run. (Identical documents tie exactly only when they
+    were scored in the same batch; otherwise the last bits of their scores decide.)
     ``num_partitions`` is passed to ``Dataset.groupby`` (recent Ray versions; ``None`` keeps
     Ray's default).
 
