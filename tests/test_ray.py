@@ -257,9 +257,11 @@ def test_a_bad_row_fails_the_ray_job_naming_it(local_ray, converted, pairs_frame
 
 
 def test_the_docs_recipe_runs(local_ray, converted, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """The first Python block of docs/ray.md, on the tiny model and the already running local Ray."""
-    text = (ROOT / "docs" / "ray.md").read_text()
-    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)  # type: ignore[union-attr]
+    """The recipe's Python block (README.md or docs/ray.md), on the tiny model and the already running local Ray."""
+    heading = "## Batch reranking on a Ray cluster"
+    texts = [path.read_text(encoding="utf-8") for path in (ROOT / "README.md", ROOT / "docs" / "ray.md") if path.exists()]
+    section = next(text.split(heading, 1)[1] for text in texts if heading in text)
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     pq.write_table(pa.Table.from_pylist(_pairs()), tmp_path / "pairs.parquet")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FASTRERANK_MODEL", str(converted("tiny", "int8")))
