@@ -182,19 +182,23 @@ class Reranker:
         lengths = [len(row) // 4 for row in rows]
         for batch in plan_batches(lengths, self.batch_tokens):
             batch_rows = [np.frombuffer(rows[i], dtype=np.int32) for i in batch]
-            logits[batch] = self._head(self._runtime.first_token_states(batch_rows))
+            states = self._runtime.first_token_states(batch_rows)
+            with np.errstate(all="ignore"):  # non-finite values are reported below, not warned about
+                logits[batch] = self._head(states)
             done += len(batch)
             if progress is not None:
                 progress(done, len(rows))
 
-        best = np.full(len(docs), -np.inf)
-        np.maximum.at(best, np.asarray(chunk_doc), logits[np.asarray(chunk_row)])
-        if not np.isfinite(best).all():
-            bad = int(np.flatnonzero(~np.isfinite(best))[0])
+        chunk_logits = logits[np.asarray(chunk_row)]
+        finite = np.isfinite(chunk_logits)
+        if not finite.all():
+            bad = chunk_doc[int(np.flatnonzero(~finite)[0])]
             raise InferenceError(
                 f"the model produced a non-finite score for docs[{bad}] (compute_type={self.compute_type}); "
                 "try compute_type='float32'"
             )
+        best = np.full(len(docs), -np.inf)
+        np.maximum.at(best, np.asarray(chunk_doc), chunk_logits)
         tokens = sum(lengths)
         return (best if options.raw else sigmoid(best)), tokens, truncated
 
