@@ -78,6 +78,9 @@ def convert_folder(
     except OSError as err:
         shutil.rmtree(temporary, ignore_errors=True)
         raise ConversionError(f"writing {str(output_dir)!r} failed: {err.strerror or err}") from err
+    except Exception as err:  # writers outside Python's io (safetensors, tokenizers) raise their own types on ENOSPC/EFBIG
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise ConversionError(f"writing {str(output_dir)!r} failed: {err}") from err
     except BaseException:  # KeyboardInterrupt and the like: leave nothing half-written behind
         shutil.rmtree(temporary, ignore_errors=True)
         raise
