@@ -128,6 +128,8 @@ def test_g4_memory_does_not_grow_with_document_length(converted) -> None:  # typ
     assert exact["tokens"] == exact["chunk_tokens"] + 3 * 80 + 4 * (exact["q"] + 4)  # 4 windows, overlaps counted twice
     for kind in ("words", "cjk-surrogates"):
         huge = _memory_child(_HUGE_DOC, folder, kind)
+        print(f"G4 {kind}: 10M chars +{huge['delta']:.1f} MiB peak RSS, {huge['cpu']:.2f} s CPU; "
+              f"exactly 4 windows +{exact['delta']:.1f} MiB, {exact['cpu']:.2f} s CPU")
         assert huge["tokens"] <= exact["tokens"], huge  # still at most 4 windows
         assert huge["delta"] <= max(1.2 * exact["delta"], 1.0) and huge["delta"] <= 50, (kind, huge, exact)
         assert huge["cpu"] < 5, huge  # the whole text is never tokenized (that took 5-18 s)
@@ -139,7 +141,8 @@ _MANY_DOCS = """
 folder, count = sys.argv[1], int(sys.argv[2])
 from fastrerank.testing import make_corpus
 reranker = Reranker(folder, threads=1)
-corpus = " ".join(make_corpus(4000, seed=1))
+corpus = " ".join(make_corpus(20000, seed=1))
+assert len(corpus) >= count * 97 + 200
 docs = [corpus[i * 97 : i * 97 + 200] for i in range(count)]  # 200 characters each
 reranker.score("apple fruit", docs[:50])  # warm-up
 scores, delta, peak, cpu = measure(lambda: reranker.score("apple fruit", docs))
@@ -154,6 +157,9 @@ def test_g5_memory_and_time_per_document_bounded_for_10k_docs(converted) -> None
     small = _memory_child(_MANY_DOCS, folder, 1000)
     large = _memory_child(_MANY_DOCS, folder, 10000, timeout=300)
     assert large["n"] == 10000
+    print(f"G5: peak RSS {small['peak']:.0f} MiB (1k docs) -> {large['peak']:.0f} MiB (10k docs), "
+          f"{large['peak'] / small['peak']:.2f}x; CPU per doc {1000 * small['cpu_per_doc']:.2f} -> "
+          f"{1000 * large['cpu_per_doc']:.2f} ms, {large['cpu_per_doc'] / small['cpu_per_doc']:.2f}x")
     assert large["peak"] <= 1.5 * small["peak"], (small, large)
     assert large["cpu_per_doc"] <= 1.3 * small["cpu_per_doc"], (small, large)
 
@@ -385,5 +391,6 @@ print(json.dumps(counts))
 @pytest.mark.timeout(300)
 def test_g10_close_during_calls_gives_results_or_model_closed(converted) -> None:  # type: ignore[no-untyped-def]
     counts = _json_line(run_python(_CLOSE_CHILD, converted("tiny"), 100, timeout=240))
+    print(f"G10: 100 close() runs under 16 threads: {counts['ok']} correct results, {counts['closed']} ModelClosedError")
     assert counts["closed"] == 16 * 100  # every thread ended on ModelClosedError, none on another error
     assert counts["ok"] > 0
