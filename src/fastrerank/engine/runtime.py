@@ -122,7 +122,7 @@ class EncoderRuntime:
         if self._closed:
             raise ModelClosedError("Reranker was closed")
 
-    def first_token_states(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    def first_token_states(self, rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
         if not rows or min(len(row) for row in rows) == 0:
             # CTranslate2 would end the process with SIGFPE on this input.
