@@ -21,7 +21,7 @@ def run_python(code: str, *args: object, env: dict[str, str] | None = None, time
     environment = {**os.environ, "PYTHONPATH": SRC, **(env or {})}
     return subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code), *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, env=environment,
+        capture_output=True, text=True, timeout=timeout, env=environment, check=False,
     )
 
 

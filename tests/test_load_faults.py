@@ -18,7 +18,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrerank import ModelLoadError, ModelNotFoundError, Reranker, UnsupportedModelError
+from fastrerank import (
+    ModelLoadError,
+    ModelNotFoundError,
+    Reranker,
+    UnsupportedModelError,
+)
 from fastrerank.errors import CorruptModelError
 
 from .reliability_helpers import SRC, describe

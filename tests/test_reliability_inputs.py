@@ -19,10 +19,21 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastrerank import InferenceError, InvalidInputError, InvalidTypeError, ModelClosedError, Reranker
+from fastrerank import (
+    InferenceError,
+    InvalidInputError,
+    InvalidTypeError,
+    ModelClosedError,
+    Reranker,
+)
 from fastrerank.testing import make_corpus
 
-from .reference import load_reference, reference_logits_for_ids, sigmoid, windows_by_rule
+from .reference import (
+    load_reference,
+    reference_logits_for_ids,
+    sigmoid,
+    windows_by_rule,
+)
 from .reliability_helpers import control_stripping_copy, nan_head_copy
 
 QUERY = "apple fruit"
@@ -37,32 +48,32 @@ def _query_ids(folder: Path, text: str) -> list[int]:
 # --- rows that raise -------------------------------------------------------------------------
 
 BAD_CALLS = {
-    "empty query": (dict(query=""), InvalidInputError, r"^query must be a non-empty string$"),
-    "whitespace query": (dict(query=" \t\n"), InvalidInputError, r"^query must not be only whitespace$"),
-    "None query": (dict(query=None), InvalidTypeError, r"^query must be str, got NoneType$"),
-    "bytes query": (dict(query=b"apple"), InvalidTypeError, r"^query must be str, got bytes$"),
-    "int query": (dict(query=3), InvalidTypeError, r"^query must be str, got int$"),
-    "docs is a str": (dict(docs="abc"), InvalidTypeError, r"^docs must be a sequence of str, got str$"),
-    "docs is a dict": (dict(docs={"a": "b"}), InvalidTypeError, r"^docs must be a sequence of str, got dict$"),
-    "docs is a generator": (dict(docs=(d for d in DOCS)), InvalidTypeError, r"^docs must be a sequence of str, got generator$"),
-    "docs is a set": (dict(docs={"a"}), InvalidTypeError, r"^docs must be a sequence of str, got set$"),
-    "docs is bytes": (dict(docs=b"abc"), InvalidTypeError, r"^docs must be a sequence of str, got bytes$"),
-    "doc None": (dict(docs=["a", "b", "c", None]), InvalidTypeError, r"^docs\[3\] must be str, got NoneType$"),
-    "doc int": (dict(docs=[1]), InvalidTypeError, r"^docs\[0\] must be str, got int$"),
-    "doc bytes": (dict(docs=["a", b"b"]), InvalidTypeError, r"^docs\[1\] must be str, got bytes$"),
-    "doc object": (dict(docs=[{"text": "a"}]), InvalidTypeError, r"^docs\[0\] must be str, got dict$"),
-    "top_n 0": (dict(top_n=0), InvalidInputError, r"^top_n must be >= 1, got 0$"),
-    "top_n negative": (dict(top_n=-2), InvalidInputError, r"^top_n must be >= 1, got -2$"),
-    "top_n True": (dict(top_n=True), InvalidTypeError, r"^top_n must be an int, got bool True$"),
-    "top_n 3.0": (dict(top_n=3.0), InvalidTypeError, r"^top_n must be an int, got float 3.0$"),
-    "top_n '3'": (dict(top_n="3"), InvalidTypeError, r"^top_n must be an int, got str '3'$"),
-    "overlap 81": (dict(overlap_tokens=81), InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got 81$"),
-    "overlap -1": (dict(overlap_tokens=-1), InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got -1$"),
-    "overlap True": (dict(overlap_tokens=True), InvalidTypeError, r"^overlap_tokens must be an int, got bool True$"),
-    "max_chunks 0": (dict(max_chunks_per_doc=0), InvalidInputError, r"^max_chunks_per_doc must be >= 1, got 0$"),
-    "max_chunks -3": (dict(max_chunks_per_doc=-3), InvalidInputError, r"^max_chunks_per_doc must be >= 1, got -3$"),
-    "max_chunks True": (dict(max_chunks_per_doc=True), InvalidTypeError, r"^max_chunks_per_doc must be an int, got bool True$"),
-    "max_chunks 2.0": (dict(max_chunks_per_doc=2.0), InvalidTypeError, r"^max_chunks_per_doc must be an int, got float 2.0$"),
+    "empty query": ({"query": ""}, InvalidInputError, r"^query must be a non-empty string$"),
+    "whitespace query": ({"query": " \t\n"}, InvalidInputError, r"^query must not be only whitespace$"),
+    "None query": ({"query": None}, InvalidTypeError, r"^query must be str, got NoneType$"),
+    "bytes query": ({"query": b"apple"}, InvalidTypeError, r"^query must be str, got bytes$"),
+    "int query": ({"query": 3}, InvalidTypeError, r"^query must be str, got int$"),
+    "docs is a str": ({"docs": "abc"}, InvalidTypeError, r"^docs must be a sequence of str, got str$"),
+    "docs is a dict": ({"docs": {"a": "b"}}, InvalidTypeError, r"^docs must be a sequence of str, got dict$"),
+    "docs is a generator": ({"docs": (d for d in DOCS)}, InvalidTypeError, r"^docs must be a sequence of str, got generator$"),
+    "docs is a set": ({"docs": {"a"}}, InvalidTypeError, r"^docs must be a sequence of str, got set$"),
+    "docs is bytes": ({"docs": b"abc"}, InvalidTypeError, r"^docs must be a sequence of str, got bytes$"),
+    "doc None": ({"docs": ["a", "b", "c", None]}, InvalidTypeError, r"^docs\[3\] must be str, got NoneType$"),
+    "doc int": ({"docs": [1]}, InvalidTypeError, r"^docs\[0\] must be str, got int$"),
+    "doc bytes": ({"docs": ["a", b"b"]}, InvalidTypeError, r"^docs\[1\] must be str, got bytes$"),
+    "doc object": ({"docs": [{"text": "a"}]}, InvalidTypeError, r"^docs\[0\] must be str, got dict$"),
+    "top_n 0": ({"top_n": 0}, InvalidInputError, r"^top_n must be >= 1, got 0$"),
+    "top_n negative": ({"top_n": -2}, InvalidInputError, r"^top_n must be >= 1, got -2$"),
+    "top_n True": ({"top_n": True}, InvalidTypeError, r"^top_n must be an int, got bool True$"),
+    "top_n 3.0": ({"top_n": 3.0}, InvalidTypeError, r"^top_n must be an int, got float 3.0$"),
+    "top_n '3'": ({"top_n": "3"}, InvalidTypeError, r"^top_n must be an int, got str '3'$"),
+    "overlap 81": ({"overlap_tokens": 81}, InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got 81$"),
+    "overlap -1": ({"overlap_tokens": -1}, InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got -1$"),
+    "overlap True": ({"overlap_tokens": True}, InvalidTypeError, r"^overlap_tokens must be an int, got bool True$"),
+    "max_chunks 0": ({"max_chunks_per_doc": 0}, InvalidInputError, r"^max_chunks_per_doc must be >= 1, got 0$"),
+    "max_chunks -3": ({"max_chunks_per_doc": -3}, InvalidInputError, r"^max_chunks_per_doc must be >= 1, got -3$"),
+    "max_chunks True": ({"max_chunks_per_doc": True}, InvalidTypeError, r"^max_chunks_per_doc must be an int, got bool True$"),
+    "max_chunks 2.0": ({"max_chunks_per_doc": 2.0}, InvalidTypeError, r"^max_chunks_per_doc must be an int, got float 2.0$"),
 }
 
 
@@ -104,9 +115,9 @@ def test_query_with_no_tokens_is_refused(converted, tmp_path: Path) -> None:  # 
 def test_window_too_small_names_the_computed_window(converted) -> None:  # type: ignore[no-untyped-def]
     # overlap_tokens is capped at W // 4, so it can never reach the window; the window itself can
     # vanish when max_length is tiny and the query takes its 3/4.
-    with Reranker(converted("short"), threads=1, max_length=16) as reranker:
-        with pytest.raises(InvalidInputError, match=r"W = max_length - len\(query\) - 4 = 0; expected >= 1"):
-            reranker.rank("apple " * 40, DOCS)
+    with Reranker(converted("short"), threads=1, max_length=16) as reranker, \
+            pytest.raises(InvalidInputError, match=r"W = max_length - len\(query\) - 4 = 0; expected >= 1"):
+        reranker.rank("apple " * 40, DOCS)
 
 
 def test_non_finite_logit_raises_inference_error(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -271,7 +282,7 @@ _ALLOWED_QUERY_ERRORS = ("query must be a non-empty string", "query must not be 
 )
 def test_g1_arbitrary_input_never_crashes(short_reranker: Reranker, query: str, docs: list[str], top_n: int | None,
                                          overlap: int, max_chunks: int) -> None:
-    options = dict(overlap_tokens=overlap, max_chunks_per_doc=max_chunks)
+    options = {"overlap_tokens": overlap, "max_chunks_per_doc": max_chunks}
     try:
         ranking = short_reranker.rank(query, docs, top_n, **options)
     except InvalidInputError as err:
