@@ -104,6 +104,7 @@ def test_g11_offline_cold_cache_fails_fast_naming_repo_and_offline(tmp_path: Pat
     assert cold["error"] == "ModelNotFoundError", cold
     assert cold["message"] == "'org/name' (revision main) is not in the local cache and HF_HUB_OFFLINE is set"
     assert cold["seconds"] < 1.0, cold
+    print(f"G11: offline cold cache -> ModelNotFoundError in {cold['seconds']:.3f} s")
     assert cold["connects"] == []
     online = _run(tmp_path, offline=False)  # the same call online does try the network: the probe works
     assert online["error"] == "ModelNotFoundError" and online["connects"], online
