@@ -192,12 +192,18 @@ def test_g7_sigkill_never_leaves_a_loadable_half_conversion(hf_models: dict[str,
     source = hf_models["tiny"]
     expected = _reference_scores(source, QUERY, DOCS)
     calibration = _start_convert(source, tmp_path / "calibration", False)
+    started, writing_from = time.perf_counter(), None
+    while calibration.poll() is None:  # when is the first file written? (the write phase is short)
+        if writing_from is None and list(tmp_path.glob("calibration.tmp-*/*")):
+            writing_from = time.perf_counter() - started
+        time.sleep(0.001)
     stdout, stderr = calibration.communicate(timeout=120)
     assert calibration.returncode == 0, stderr
     duration = float(stdout.split()[-1])
+    writing_from = min(writing_from or 0.0, duration)
 
     rng = random.Random(7)
-    outcomes = {"absent": 0, "complete": 0}
+    outcomes = {"absent": 0, "complete": 0, "killed with files in a temp folder": 0}
     for trial in range(G7_TRIALS):
         parent = tmp_path / f"trial-{trial}"
         out = parent / "model"
@@ -205,21 +211,29 @@ def test_g7_sigkill_never_leaves_a_loadable_half_conversion(hf_models: dict[str,
         if replace:
             convert(source, out, quantization="float32")
         child = _start_convert(source, out, replace)
-        time.sleep(rng.uniform(0, duration))
+        if trial < G7_TRIALS // 2:  # a uniform time over the whole conversion
+            time.sleep(rng.uniform(0, duration))
+        else:  # a uniform time over the write phase (~10 ms), once the first file appears
+            while child.poll() is None and not list(parent.glob("model.tmp-*/*")):
+                time.sleep(0.0005)
+            time.sleep(rng.uniform(0, max(duration - writing_from, 0.005)))
         child.kill()
-        child.wait(timeout=30)
+        child.communicate(timeout=30)  # reaps the child and closes its pipes
         if out.exists():
             outcomes["complete"] += 1
             with Reranker(out, threads=1) as reranker:  # complete means it loads and scores like the reference
                 np.testing.assert_allclose(reranker.score(QUERY, DOCS), expected, atol=1e-5)
         else:
             outcomes["absent"] += 1
+        if any(any(temp.iterdir()) for temp in parent.glob("*.tmp-*")):
+            outcomes["killed with files in a temp folder"] += 1
         convert(source, out, quantization="float32", force=True)  # the next run succeeds...
         assert not list(parent.glob("*.tmp-*")), list(parent.iterdir())  # ...and removes the dead run's temp folder
         with Reranker(out, threads=1) as reranker:
             np.testing.assert_allclose(reranker.score(QUERY, DOCS), expected, atol=1e-5)
-    print(f"G7: {G7_TRIALS} kills over a {duration:.2f} s conversion: {outcomes}")
+    print(f"G7: {G7_TRIALS} kills over a {duration:.2f} s conversion (writing from {writing_from:.2f} s): {outcomes}")
     assert outcomes["absent"] > 0  # the kills did land during the conversion
+    assert outcomes["killed with files in a temp folder"] > 0  # and some in the middle of writing
 
 
 # --- G8: disk full ---------------------------------------------------------------------------
@@ -391,3 +405,36 @@ def test_g10_close_during_calls_gives_results_or_model_closed(converted) -> None
     print(f"G10: 100 close() runs under 16 threads: {counts['ok']} correct results, {counts['closed']} ModelClosedError")
     assert counts["closed"] == 16 * 100  # every thread ended on ModelClosedError, none on another error
     assert counts["ok"] > 0
+
+
+# --- Ctrl-C and stale temporary folders ------------------------------------------------------
+
+def test_ctrl_c_mid_conversion_leaves_nothing(hf_models: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        assert list(tmp_path.glob("model.tmp-*/model.bin")), "the interrupt should land after model.bin was written"
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(shutil, "copyfile", interrupted)  # the tokenizer copy, late in the conversion
+    with pytest.raises(KeyboardInterrupt):
+        convert(hf_models["tiny"], tmp_path / "model", quantization="float32")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_stale_temporary_folders_are_removed_and_live_ones_kept(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    live = os.getppid()  # the process that started pytest is alive
+    stale = {
+        "dead pid": tmp_path / f"model.tmp-{dead}-deadbeef",
+        "live pid, over an hour old": tmp_path / f"model.tmp-{live}-0ld0ld00",
+    }
+    fresh = tmp_path / f"model.tmp-{live}-f4e5h000"
+    for folder in (*stale.values(), fresh):
+        folder.mkdir()
+        (folder / "model.bin").write_bytes(b"half")
+    two_hours_ago = time.time() - 7200
+    os.utime(stale["live pid, over an hour old"], (two_hours_ago, two_hours_ago))
+    convert(hf_models["tiny"], tmp_path / "model", quantization="float32")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model", fresh.name]  # a live conversion is left alone
