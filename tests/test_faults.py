@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -64,6 +65,14 @@ def test_g6_empty_inputs_never_reach_ctranslate2(converted, tmp_path: Path) -> N
         print("survived")
     """, converted("tiny"), stripping, timeout=60)
     assert done.returncode == 0 and done.stdout.strip() == "survived", describe(done)  # 136 / -8 would be SIGFPE
+
+    # Control: without the guard, CTranslate2 4.x kills the process (a release that fixes this
+    # makes the control fail; drop it then, keep the guard).
+    control = run_python("""
+        import sys, ctranslate2
+        ctranslate2.Encoder(sys.argv[1], device="cpu", intra_threads=1).forward_batch([[]])
+    """, converted("tiny"), timeout=60)
+    assert control.returncode == -signal.SIGFPE, describe(control)
 
 
 # --- G4: one huge document -------------------------------------------------------------------
