@@ -125,3 +125,11 @@ def test_two_processes_converting_the_same_model_make_one_folder(hf_models: dict
     assert results[0]["scores"] == results[1]["scores"]
     entries = sorted(path.name for path in cache.iterdir())
     assert [name for name in entries if not name.endswith(".lock")] == [Path(results[0]["path"]).name], entries
+
+
+def test_converted_files_share_one_mode(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    from fastrerank import convert
+
+    out = convert(hf_models["tiny"], tmp_path / "model", quantization="float32")
+    modes = {path.name: path.stat().st_mode & 0o777 for path in out.iterdir()}
+    assert len(set(modes.values())) == 1, modes  # safetensors alone would write head.safetensors 0600
