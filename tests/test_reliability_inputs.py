@@ -345,7 +345,7 @@ def test_g3_sixteen_threads_bitwise_identical(converted) -> None:  # type: ignor
             start.wait()
             return [call(item) for item in calls]
 
-        for _ in range(5):  # RELIABILITY.md asks 20 repeats; 5 fit 2 shared cores (16 x 50 x 5 = 4,000 calls)
+        for _ in range(10):  # RELIABILITY.md asks 20 repeats; 10 fit 2 shared cores (16 x 50 x 10 = 8,000 calls)
             with ThreadPoolExecutor(16) as pool:
                 results = list(pool.map(worker, range(16)))
             for per_thread in results:
