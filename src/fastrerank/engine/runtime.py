@@ -4,16 +4,15 @@ Three traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
-* An encoder inherited through ``fork`` hangs forever in the child. The process id is recorded
-  at load and the encoder is rebuilt lazily in a process that did not load it; the locks are
-  renewed in the child, since a thread of the parent may have held them at the fork.
+* An encoder inherited through ``fork`` hangs forever in the child, and destroying it there
+  aborts the process. The process id is recorded at load; in a process that did not load it the
+  encoder is rebuilt lazily and the inherited one is kept aside, never used or freed.
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight, then releases the model.
 """
 
 from __future__ import annotations
 
-import ctypes
 import os
 import threading
 import weakref
@@ -29,19 +28,32 @@ __all__ = ["EncoderRuntime"]
 
 PAD_ID = 1
 
-_live_runtimes: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
+
+def _park_inherited(encoder: object) -> None:
+    """Never free an encoder inherited through fork.
+
+    Its destructor joins threads that only exist in the parent, which aborts the child
+    (``std::system_error``), even at interpreter exit. A reference that nothing releases keeps
+    it alive until the process ends.
+    """
+    if encoder is not None:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(encoder))
 
 
-def _keep_forever(obj: object) -> None:
-    """Take a reference that is never released, so that ``obj`` is never destroyed."""
-    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+_RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
-    for runtime in list(_live_runtimes):
-        runtime._reset_synchronisation()
-        # Pin the inherited encoder now, so that even a child that never scores can exit.
-        _keep_forever(runtime._encoder)
+    # Right after fork, before anything can drop the last reference to an inherited encoder
+    # (del, garbage collection, interpreter exit). Locks and counts of the parent's threads mean
+    # nothing here: those threads do not exist in the child.
+    for runtime in list(_RUNTIMES):
+        _park_inherited(runtime._encoder)
+        runtime._lock = threading.Lock()
+        runtime._idle = threading.Condition(runtime._lock)
+        runtime._in_flight = 0
 
 
 if hasattr(os, "register_at_fork"):
@@ -56,17 +68,13 @@ class EncoderRuntime:
         self._device = device
         self._compute_type = compute_type
         self._threads = threads
-        self._reset_synchronisation()
-        self._closed = False
-        self._encoder = self._load()
-        self._pid = os.getpid()
-        _live_runtimes.add(self)
-
-    def _reset_synchronisation(self) -> None:
-        # Calls in flight belong to threads of the process that made them, which a fork does not copy.
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
+        self._closed = False
+        self._encoder = self._load()
+        self._pid = os.getpid()
+        _RUNTIMES.add(self)
 
     @property
     def compute_type(self) -> str:
@@ -95,10 +103,8 @@ class EncoderRuntime:
             if self._closed:
                 raise ModelClosedError("Reranker was closed")
             if self._pid != os.getpid():
-                # Inherited through fork: the parent's encoder would hang here. Build our own,
-                # and never free the inherited one: its destructor joins the parent's worker
-                # threads, which do not exist in this process, and would hang too.
-                _keep_forever(self._encoder)
+                # Inherited through fork: the parent's encoder would hang here. Build our own.
+                _park_inherited(self._encoder)
                 self._encoder = self._load()
                 self._pid = os.getpid()
             self._in_flight += 1
@@ -116,7 +122,7 @@ class EncoderRuntime:
         if self._closed:
             raise ModelClosedError("Reranker was closed")
 
-    def first_token_states(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    def first_token_states(self, rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
         if not rows or min(len(row) for row in rows) == 0:
             # CTranslate2 would end the process with SIGFPE on this input.
@@ -150,4 +156,6 @@ class EncoderRuntime:
             while self._in_flight:
                 self._idle.wait()
             encoder, self._encoder = self._encoder, None
+            if self._pid != os.getpid():
+                _park_inherited(encoder)
         del encoder
