@@ -39,13 +39,16 @@ def refresh_sizes(folder: Path) -> None:
 
 
 def control_stripping_copy(converted: Path, dest: Path) -> Path:
-    """A copy of a converted model whose tokenizer deletes control characters (as XLM-R's own
-    normalizer does), so that a query like ``"\\x00\\x07"`` produces 0 tokens."""
+    """A copy of a converted model whose tokenizer deletes control characters and U+200B (as
+    XLM-R's own normalizer does), so that a query like ``"\\x00\\x07"`` produces 0 tokens."""
     from tokenizers import Regex, Tokenizer, normalizers
 
     shutil.copytree(converted, dest)
     tokenizer = Tokenizer.from_file(str(dest / "tokenizer.json"))
-    tokenizer.normalizer = normalizers.Sequence([normalizers.Replace(Regex("[\\x00-\\x1f]"), ""), tokenizer.normalizer])
+    steps = [normalizers.Replace(Regex("[\\x00-\\x1f\\u200b]"), "")]
+    if tokenizer.normalizer is not None:
+        steps.append(tokenizer.normalizer)
+    tokenizer.normalizer = normalizers.Sequence(steps)
     tokenizer.save(str(dest / "tokenizer.json"))
     refresh_sizes(dest)
     return dest

@@ -17,6 +17,7 @@ from fastrerank import InvalidInputError, InvalidTypeError, ModelClosedError, Re
 from fastrerank.testing import make_corpus
 
 from .reference import load_reference, reference_chunked, reference_logits_for_ids, reference_pair_logits, sigmoid
+from .reliability_helpers import control_stripping_copy
 
 QUERY = "apple fruit health"
 
@@ -176,19 +177,7 @@ def test_bad_arguments(changes: dict[str, object], error: type[Exception], messa
 
 def test_query_without_tokens_is_refused(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """The real models' normalizer deletes characters such as U+200B; a query of only those has no tokens."""
-    import json
-    import shutil
-
-    from tokenizers import Tokenizer, normalizers
-
-    folder = shutil.copytree(converted("tiny"), tmp_path / "stripping")
-    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tokenizer.normalizer = normalizers.Replace("\u200b", "")
-    tokenizer.save(str(folder / "tokenizer.json"))
-    metadata = json.loads((folder / "fastrerank.json").read_text())
-    metadata["files"]["tokenizer.json"] = (folder / "tokenizer.json").stat().st_size
-    (folder / "fastrerank.json").write_text(json.dumps(metadata))
-    reranker = Reranker(folder)
+    reranker = Reranker(control_stripping_copy(converted("tiny"), tmp_path / "stripping"))
     with pytest.raises(InvalidInputError, match=r"query produced no tokens: '\\u200b\\u200b'"):
         reranker.rank("\u200b\u200b", ["a doc"])
     assert len(reranker.rank("apple\u200b", ["\u200b", "a doc"])) == 2  # such documents are scored
