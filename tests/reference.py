@@ -25,17 +25,25 @@ def load_reference(folder: str):  # type: ignore[no-untyped-def]
     return tokenizer, model
 
 
-def reference_logits_for_ids(folder: Path, rows: list[list[int]]) -> np.ndarray:
-    """Logits of the reference model for rows of ids (special tokens included)."""
+def _padded(rows: list[list[int]]):  # type: ignore[no-untyped-def]
+    """Right-padded ids (pad id 1) and the attention mask, as transformers expects them."""
     import torch
 
-    _, model = load_reference(str(folder))
     width = max(len(row) for row in rows)
     ids = torch.full((len(rows), width), 1, dtype=torch.long)
     mask = torch.zeros((len(rows), width), dtype=torch.long)
     for i, row in enumerate(rows):
         ids[i, : len(row)] = torch.tensor(row)
         mask[i, : len(row)] = 1
+    return ids, mask
+
+
+def reference_logits_for_ids(folder: Path, rows: list[list[int]]) -> np.ndarray:
+    """Logits of the reference model for rows of ids (special tokens included)."""
+    import torch
+
+    _, model = load_reference(str(folder))
+    ids, mask = _padded(rows)
     with torch.no_grad():
         return model(input_ids=ids, attention_mask=mask).logits[:, 0].double().numpy()
 
@@ -45,15 +53,9 @@ def reference_first_token_states(folder: Path, rows: list[list[int]]) -> np.ndar
     import torch
 
     _, model = load_reference(str(folder))
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), 1, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, : len(row)] = torch.tensor(row)
-        mask[i, : len(row)] = 1
+    ids, mask = _padded(rows)
     with torch.no_grad():
-        out = model.roberta(input_ids=ids, attention_mask=mask)
-    return out.last_hidden_state[:, 0].numpy()
+        return model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0].numpy()
 
 
 def reference_pair_logits(folder: Path, query: str, docs: list[str], max_length: int) -> np.ndarray:

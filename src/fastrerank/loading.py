@@ -47,6 +47,10 @@ def resolve_model(
     if path.is_dir():
         if model_format.is_converted_folder(path):
             return path
+        if (path / model_format.ENCODER_FILE).is_file():
+            # A CTranslate2 folder without its commit marker (a foreign or unfinished conversion):
+            # say so instead of reading CTranslate2's config.json as a Hugging Face one.
+            model_format.read_metadata(path)
         if (path / "config.json").is_file():
             return _cached_conversion(path, _local_key(path), None, quantization, allow_pickle)
         raise ModelNotFoundError(

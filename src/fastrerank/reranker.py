@@ -163,12 +163,15 @@ class Reranker:
         plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc)
         doc_ids = self._text.encode_many(docs, max_tokens=plan.max_document_tokens)
 
-        prefix, suffix = (BOS, *query_ids, EOS, EOS), (EOS,)
-        unique_rows: dict[tuple[int, ...], int] = {}  # identical windows are run once
+        prefix = np.array([BOS, *query_ids, EOS, EOS], dtype=np.int32)
+        suffix = np.array([EOS], dtype=np.int32)
+        # Rows are kept as the bytes of int32 arrays (4 bytes a token, whatever the number of
+        # documents); identical windows are run once.
+        unique_rows: dict[bytes, int] = {}
         chunk_doc, chunk_row = [], []
         for doc_index, ids in enumerate(doc_ids):
             for start, end in chunk_spans(len(ids), plan):
-                row = prefix + tuple(ids[start:end]) + suffix
+                row = np.concatenate((prefix, ids[start:end], suffix)).tobytes()
                 chunk_doc.append(doc_index)
                 chunk_row.append(unique_rows.setdefault(row, len(unique_rows)))
         rows = list(unique_rows)
@@ -176,21 +179,27 @@ class Reranker:
 
         logits = np.empty(len(rows), dtype=np.float64)
         done = 0
-        for batch in plan_batches([len(row) for row in rows], self.batch_tokens):
-            logits[batch] = self._head(self._runtime.first_token_states([rows[i] for i in batch]))
+        lengths = [len(row) // 4 for row in rows]
+        for batch in plan_batches(lengths, self.batch_tokens):
+            batch_rows = [np.frombuffer(rows[i], dtype=np.int32) for i in batch]
+            states = self._runtime.first_token_states(batch_rows)
+            with np.errstate(all="ignore"):  # non-finite values are reported below, not warned about
+                logits[batch] = self._head(states)
             done += len(batch)
             if progress is not None:
                 progress(done, len(rows))
 
-        best = np.full(len(docs), -np.inf)
-        np.maximum.at(best, np.asarray(chunk_doc), logits[np.asarray(chunk_row)])
-        if not np.isfinite(best).all():
-            bad = int(np.flatnonzero(~np.isfinite(best))[0])
+        chunk_logits = logits[np.asarray(chunk_row)]
+        finite = np.isfinite(chunk_logits)
+        if not finite.all():
+            bad = chunk_doc[int(np.flatnonzero(~finite)[0])]
             raise InferenceError(
                 f"the model produced a non-finite score for docs[{bad}] (compute_type={self.compute_type}); "
                 "try compute_type='float32'"
             )
-        tokens = sum(len(row) for row in rows)
+        best = np.full(len(docs), -np.inf)
+        np.maximum.at(best, np.asarray(chunk_doc), chunk_logits)
+        tokens = sum(lengths)
         return (best if options.raw else sigmoid(best)), tokens, truncated
 
     def close(self) -> None:

@@ -21,14 +21,13 @@ import json
 import math
 import os
 import random
-import unicodedata
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
 
 __all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_tokenizer"]
 
@@ -130,7 +129,7 @@ def _unigram_pieces(corpus: list[str], size: int) -> list[tuple[str, float]]:
     counts: Counter[str] = Counter()
     chars: Counter[str] = Counter()
     for sentence in corpus:
-        for word in unicodedata.normalize("NFKC", sentence).split():
+        for word in sentence.split():
             piece = "\u2581" + word
             chars.update(piece)
             for length in range(2, min(len(piece), 8) + 1):
@@ -153,9 +152,12 @@ def make_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
     specials = [(token, 0.0) for token in SPECIAL_TOKENS]
     pieces = _unigram_pieces(make_corpus(seed=seed), vocab_size)
     tokenizer = Tokenizer(models.Unigram(specials + pieces, unk_id=SPECIAL_TOKENS.index("<unk>"), byte_fallback=False))
-    # XLM-R ships a precompiled SentencePiece charsmap (an NFKC variant); NFKC is the closest plain rule.
-    tokenizer.normalizer = normalizers.Sequence([normalizers.NFKC(), normalizers.Replace(" {2,}", " ")])
-    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    # The pipeline transformers' XLMRobertaTokenizer builds. The real models add a normalizer
+    # compiled by SentencePiece (an NFKC variant) that can only be made with SentencePiece itself,
+    # and transformers keeps only that kind of normalizer, so the fixture has none.
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")]
+    )
     tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
     tokenizer.add_special_tokens([AddedToken(token, special=True) for token in SPECIAL_TOKENS])
     tokenizer.add_special_tokens([AddedToken(MASK_TOKEN, lstrip=True, special=True)])

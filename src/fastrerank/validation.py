@@ -6,7 +6,7 @@ Every message names the parameter, the value (cut to 80 characters) and what was
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from .errors import InvalidInputError, InvalidTypeError, describe_value
@@ -31,7 +31,7 @@ def check_int(name: str, value: object, *, minimum: int, maximum: int | None = N
     """An ``int`` (or integer-like such as ``numpy.int64``), never a bool or a float, within bounds."""
     if isinstance(value, bool) or not hasattr(type(value), "__index__"):
         raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__} {describe_value(value)}")
-    number = operator.index(value)  # type: ignore[call-overload]
+    number = operator.index(value)  # type: ignore[arg-type]
     if number < minimum or (maximum is not None and number > maximum):
         expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise InvalidInputError(f"{name} must be {expected}, got {number}")
@@ -57,10 +57,15 @@ def check_query(query: object) -> str:
 
 
 def check_documents(docs: object) -> list[str]:
-    """A list or tuple (or other non-string sequence) of ``str``, materialised once as a list."""
-    if isinstance(docs, (str, bytes, bytearray)) or not isinstance(docs, Sequence):
+    """A list, tuple or other sized, indexable collection of ``str`` (a 1-D numpy array, a pandas
+    Series), materialised once as a list. A lone string, a mapping, a set or a generator is refused.
+    """
+    indexable = isinstance(docs, Sequence) or (
+        hasattr(docs, "__len__") and hasattr(docs, "__getitem__") and getattr(docs, "ndim", 1) == 1
+    )
+    if isinstance(docs, (str, bytes, bytearray, Mapping)) or not indexable:
         raise InvalidTypeError(f"docs must be a sequence of str, got {type(docs).__name__}")
-    documents = list(docs)
+    documents = list(docs)  # type: ignore[call-overload]
     for index, doc in enumerate(documents):
         if not isinstance(doc, str):
             raise InvalidTypeError(f"docs[{index}] must be str, got {type(doc).__name__}")

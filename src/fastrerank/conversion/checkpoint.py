@@ -16,8 +16,14 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConversionError, CorruptModelError, MissingDependencyError, ModelLoadError, ModelNotFoundError
-from ..errors import UnsupportedModelError
+from ..errors import (
+    ConversionError,
+    CorruptModelError,
+    MissingDependencyError,
+    ModelLoadError,
+    ModelNotFoundError,
+    UnsupportedModelError,
+)
 
 __all__ = ["Checkpoint", "XLMRConfig", "open_checkpoint", "read_config"]
 

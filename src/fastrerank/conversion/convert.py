@@ -21,8 +21,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import model_format
-from ..errors import ConversionError, CorruptModelError, FastRerankError, InvalidInputError, InvalidTypeError
-from ..errors import MissingDependencyError, describe_value
+from ..errors import (
+    ConversionError,
+    CorruptModelError,
+    FastRerankError,
+    InvalidInputError,
+    InvalidTypeError,
+    MissingDependencyError,
+    describe_value,
+)
 from .checkpoint import Checkpoint, open_checkpoint
 from .encoder_spec import HEAD_TENSORS, build_encoder_spec, extract_head, normalise_names
 
@@ -78,6 +85,9 @@ def convert_folder(
     except OSError as err:
         shutil.rmtree(temporary, ignore_errors=True)
         raise ConversionError(f"writing {str(output_dir)!r} failed: {err.strerror or err}") from err
+    except Exception as err:  # writers outside Python's io (safetensors, tokenizers) raise their own types on ENOSPC/EFBIG
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise ConversionError(f"writing {str(output_dir)!r} failed: {err}") from err
     except BaseException:  # KeyboardInterrupt and the like: leave nothing half-written behind
         shutil.rmtree(temporary, ignore_errors=True)
         raise
@@ -180,6 +190,9 @@ def _write_model(
 
     save_file(head, str(folder / model_format.HEAD_FILE))
     shutil.copyfile(checkpoint.tokenizer_file, folder / model_format.TOKENIZER_FILE)
+    # safetensors creates files 0600 whatever the umask: give the head the mode every other file
+    # got, so that a model converted by one user (a Docker build) loads for another.
+    os.chmod(folder / model_format.HEAD_FILE, (folder / model_format.TOKENIZER_FILE).stat().st_mode & 0o777)
     files = {path.name: path.stat().st_size for path in sorted(folder.iterdir()) if path.is_file()}
     metadata = model_format.ModelMetadata(
         format_version=model_format.FORMAT_VERSION,

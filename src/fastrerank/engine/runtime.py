@@ -4,8 +4,9 @@ Three traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
-* An encoder inherited through ``fork`` hangs forever in the child. The process id is recorded
-  at load and the encoder is rebuilt lazily in a process that did not load it.
+* An encoder inherited through ``fork`` hangs forever in the child, and destroying it there
+  aborts the process. The process id is recorded at load; in a process that did not load it the
+  encoder is rebuilt lazily and the inherited one is kept aside, never used or freed.
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight, then releases the model.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +27,37 @@ from ..errors import CorruptModelError, InferenceError, ModelClosedError
 __all__ = ["EncoderRuntime"]
 
 PAD_ID = 1
+
+
+def _park_inherited(encoder: object) -> None:
+    """Never free an encoder inherited through fork.
+
+    Its destructor joins threads that only exist in the parent, which aborts the child
+    (``std::system_error``), even at interpreter exit. A reference that nothing releases keeps
+    it alive until the process ends.
+    """
+    if encoder is not None:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(encoder))
+
+
+_RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # Right after fork, before anything can drop the last reference to an inherited encoder
+    # (del, garbage collection, interpreter exit). Locks and counts of the parent's threads mean
+    # nothing here: those threads do not exist in the child.
+    for runtime in list(_RUNTIMES):
+        _park_inherited(runtime._encoder)
+        runtime._lock = threading.Lock()
+        runtime._idle = threading.Condition(runtime._lock)
+        runtime._in_flight = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 class EncoderRuntime:
@@ -41,6 +74,7 @@ class EncoderRuntime:
         self._closed = False
         self._encoder = self._load()
         self._pid = os.getpid()
+        _RUNTIMES.add(self)
 
     @property
     def compute_type(self) -> str:
@@ -70,6 +104,7 @@ class EncoderRuntime:
                 raise ModelClosedError("Reranker was closed")
             if self._pid != os.getpid():
                 # Inherited through fork: the parent's encoder would hang here. Build our own.
+                _park_inherited(self._encoder)
                 self._encoder = self._load()
                 self._pid = os.getpid()
             self._in_flight += 1
@@ -87,7 +122,7 @@ class EncoderRuntime:
         if self._closed:
             raise ModelClosedError("Reranker was closed")
 
-    def first_token_states(self, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    def first_token_states(self, rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
         """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
         if not rows or min(len(row) for row in rows) == 0:
             # CTranslate2 would end the process with SIGFPE on this input.
@@ -121,4 +156,6 @@ class EncoderRuntime:
             while self._in_flight:
                 self._idle.wait()
             encoder, self._encoder = self._encoder, None
+            if self._pid != os.getpid():
+                _park_inherited(encoder)
         del encoder

@@ -5,23 +5,31 @@ instance serves many threads. Documents longer than the window rule can use are 
 tokenizing: at one token per character, tokenizing a 10-million-character document costs
 gigabytes. The cut is made at a whitespace boundary (XLM-R's pre-tokenizer splits there, so the
 kept tokens are exactly those of the whole text); text with no whitespace near the cut loses a
-short margin of characters instead.
+short margin of characters instead. Lone surrogates are replaced after the cut, and documents are
+tokenized a slice at a time into compact ``int32`` arrays, so memory does not grow with the text's
+length and grows by only a few bytes a token with the number of documents.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from ..errors import CorruptModelError, InferenceError
 
 __all__ = ["TextEncoder", "replace_lone_surrogates"]
 
+T = TypeVar("T")
+
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _WHITESPACE = re.compile(r"\s")
 _CHARS_PER_TOKEN_GUESS = 4  # XLM-R averages about 4 characters a token; the prefix doubles when short
 _NO_SPACE_MARGIN = 32  # characters dropped at a cut with no whitespace, so a split word is not kept
+_SLICE = 256  # texts per tokenizer call: its Encoding objects cost ~100 bytes a token while they live
 
 
 def replace_lone_surrogates(text: str) -> str:
@@ -53,51 +61,56 @@ class TextEncoder:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of ``text`` without special tokens."""
-        return self.encode_many([text], max_tokens=None)[0]
+        return self.encode_many([text], max_tokens=None)[0].tolist()
 
-    def encode_many(self, texts: Sequence[str], max_tokens: int | None) -> list[list[int]]:
-        """Token ids of each text, without special tokens, each cut to its first ``max_tokens`` tokens."""
-        texts = [replace_lone_surrogates(text) for text in texts]
+    def encode_many(self, texts: Sequence[str], max_tokens: int | None) -> list[np.ndarray]:
+        """Token ids (``int32`` arrays) of each text, without special tokens, each cut to its first ``max_tokens`` tokens."""
         if max_tokens is None:
             return self._encode_batch(texts)
         limit = max(max_tokens, 1) * _CHARS_PER_TOKEN_GUESS
         short = [i for i, text in enumerate(texts) if len(text) <= limit]
-        result: list[list[int]] = [[] for _ in texts]
+        result: list[np.ndarray] = [_EMPTY] * len(texts)
         for i, ids in zip(short, self._encode_batch([texts[i] for i in short])):
             result[i] = ids[:max_tokens]
         for i in (i for i, text in enumerate(texts) if len(text) > limit):
             result[i] = self._encode_prefix(texts[i], max_tokens, limit)
         return result
 
-    def _encode_prefix(self, text: str, max_tokens: int, limit: int) -> list[int]:
+    def _encode_prefix(self, text: str, max_tokens: int, limit: int) -> np.ndarray:
         while True:
-            prefix = text[:limit]
+            prefix = replace_lone_surrogates(text[:limit])  # never a copy of the whole text
             if limit >= len(text):
                 return self._encode_batch([prefix])[0][:max_tokens]
             boundary = _last_whitespace(prefix)
             if boundary < limit // 2:
                 boundary = limit - _NO_SPACE_MARGIN
-            encoding = self._call(lambda: self._tokenizer.encode(prefix, add_special_tokens=False))
+            encoding = _guarded(self._tokenizer.encode, prefix, add_special_tokens=False)
             ids = [token for token, (_, end) in zip(encoding.ids, encoding.offsets) if end <= boundary]
             if len(ids) >= max_tokens:
-                return ids[:max_tokens]
+                return np.asarray(ids[:max_tokens], dtype=np.int32)
             limit *= 2
 
-    def _encode_batch(self, texts: list[str]) -> list[list[int]]:
-        if not texts:
-            return []
-        encodings = self._call(lambda: self._tokenizer.encode_batch_fast(texts, add_special_tokens=False))
-        return [encoding.ids for encoding in encodings]
+    def _encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
+        out: list[np.ndarray] = []
+        for first in range(0, len(texts), _SLICE):
+            chunk = [replace_lone_surrogates(text) for text in texts[first : first + _SLICE]]
+            encodings = _guarded(self._tokenizer.encode_batch_fast, chunk, add_special_tokens=False)
+            out.extend(np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings)
+        return out
 
-    @staticmethod
-    def _call(function):  # type: ignore[no-untyped-def]
-        try:
-            return function()
-        except BaseException as err:
-            # pyo3's PanicException derives from BaseException, not Exception: never let it escape.
-            if type(err).__name__ == "PanicException" or isinstance(err, (TypeError, ValueError)):
-                raise InferenceError(f"the tokenizer failed: {err}") from err
-            raise
+
+def _guarded(function: Callable[..., T], *args: object, **kwargs: object) -> T:
+    """Call into tokenizers, turning its failures, a Rust panic included, into ``InferenceError``."""
+    try:
+        return function(*args, **kwargs)
+    except BaseException as err:
+        # pyo3's PanicException derives from BaseException, not Exception: never let it escape.
+        if type(err).__name__ == "PanicException" or isinstance(err, (TypeError, ValueError)):
+            raise InferenceError(f"the tokenizer failed: {err}") from err
+        raise
+
+
+_EMPTY = np.zeros(0, dtype=np.int32)
 
 
 def _last_whitespace(text: str) -> int:

@@ -1,0 +1,102 @@
+"""``serve``: load rerankers and run the app under uvicorn (what ``fastrerank serve`` calls)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import signal
+import threading
+from collections.abc import Iterator, Mapping
+from types import FrameType
+
+import uvicorn
+
+from fastrerank.server._app import create_app
+
+__all__ = ["serve"]
+
+logger = logging.getLogger("fastrerank.server")
+
+_ANY_ADDRESS = {"0.0.0.0", "::", "[::]", ""}
+
+
+def serve(
+    models: Mapping[str, str],
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    api_key: str | None = None,
+    *,
+    device: str = "auto",
+    compute_type: str = "default",
+    max_body_bytes: int = 2_000_000,
+    max_documents: int = 1000,
+    max_concurrency: int = 4,
+    max_queue: int | None = None,
+    queue_timeout: float = 30.0,
+    graceful_timeout: int = 30,
+    log_level: str = "info",
+) -> None:
+    """Load ``fastrerank.Reranker(path)`` for each ``name: path`` and serve them until SIGTERM
+    or Ctrl-C; in-flight requests are finished (up to ``graceful_timeout`` seconds) and the
+    rerankers closed.
+
+        >>> serve({"bge": "BAAI/bge-reranker-v2-m3"}, port=8000)  # doctest: +SKIP
+    """
+    import fastrerank
+
+    if host in _ANY_ADDRESS and not api_key:
+        logger.warning(
+            "serving on %s (every network interface) without an API key: anyone who can reach "
+            "this port can use it; pass api_key or bind 127.0.0.1",
+            host or "all interfaces",
+        )
+    rerankers: dict[str, fastrerank.Reranker] = {}
+    try:
+        for name, path in models.items():
+            rerankers[name] = fastrerank.Reranker(path, device=device, compute_type=compute_type)
+        app = create_app(
+            rerankers,
+            api_key=api_key,
+            max_body_bytes=max_body_bytes,
+            max_documents=max_documents,
+            max_concurrency=max_concurrency,
+            max_queue=max_queue,
+            queue_timeout=queue_timeout,
+        )
+        config = uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_graceful_shutdown=graceful_timeout,
+        )
+        server = uvicorn.Server(config)
+        with _sigterm_stops_gracefully(server):
+            server.run()
+    finally:
+        for reranker in rerankers.values():
+            reranker.close()
+
+
+@contextlib.contextmanager
+def _sigterm_stops_gracefully(server: uvicorn.Server) -> Iterator[None]:
+    """SIGTERM is a normal end: stop gracefully and exit 0.
+
+    While it serves, uvicorn handles SIGTERM itself (stop accepting, finish the requests in
+    flight), then raises the signal again so that the process dies of it (exit -15). This
+    handler, in place before and after uvicorn's, ignores that second signal once uvicorn is
+    stopping, and asks uvicorn to stop if the signal comes before uvicorn took over.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        if not server.should_exit:
+            server.handle_exit(signum, frame)
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

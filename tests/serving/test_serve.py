@@ -1,0 +1,93 @@
+"""``serve``: loading, the 0.0.0.0 warning, closing; uvicorn replaced by a stub."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, ClassVar
+
+import pytest
+import uvicorn
+
+import fastrerank
+from fastrerank.server import serve
+
+from .fake_reranker import FakeReranker
+
+
+class StubServer:
+    """Stands in for ``uvicorn.Server``: records the config instead of serving."""
+
+    runs: ClassVar[list[Any]] = []
+    fail = False
+
+    def __init__(self, config: Any) -> None:
+        self.config = config
+        self.should_exit = False
+
+    def run(self) -> None:
+        StubServer.runs.append(self.config)
+        if StubServer.fail:
+            raise OSError("address already in use")
+
+
+@pytest.fixture
+def loaded(monkeypatch: pytest.MonkeyPatch) -> list[FakeReranker]:
+    made: list[FakeReranker] = []
+
+    def load(path: str, *, device: str = "auto", compute_type: str = "default") -> FakeReranker:
+        reranker = FakeReranker(path, device=device, compute_type=compute_type)
+        made.append(reranker)
+        return reranker
+
+    monkeypatch.setattr(fastrerank, "Reranker", load, raising=False)
+    monkeypatch.setattr(uvicorn, "Server", StubServer)
+    monkeypatch.setattr(StubServer, "runs", [])
+    monkeypatch.setattr(StubServer, "fail", False)
+    return made
+
+
+def test_serve_loads_each_model_runs_uvicorn_and_closes(loaded: list[FakeReranker], caplog: pytest.LogCaptureFixture) -> None:
+    serve({"a": "/models/a", "b": "/models/b"}, port=8123, device="cpu", compute_type="int8")
+    assert [r.model for r in loaded] == ["/models/a", "/models/b"]
+    assert all(r.closed for r in loaded)
+    (config,) = StubServer.runs
+    assert (config.host, config.port) == ("127.0.0.1", 8123)
+    assert not caplog.records
+
+
+def test_serve_closes_the_models_when_uvicorn_fails(loaded: list[FakeReranker]) -> None:
+    StubServer.fail = True
+    with pytest.raises(OSError, match="address already in use"):
+        serve({"a": "/models/a"})
+    assert loaded[0].closed
+
+
+@pytest.mark.parametrize(("host", "api_key", "warned"), [("0.0.0.0", None, True), ("::", None, True), ("0.0.0.0", "k", False), ("127.0.0.1", None, False)])
+def test_serve_warns_on_every_interface_without_a_key(
+    loaded: list[FakeReranker], caplog: pytest.LogCaptureFixture, host: str, api_key: str | None, warned: bool
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="fastrerank.server"):
+        serve({"a": "/models/a"}, host=host, api_key=api_key)
+    messages = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert bool(messages) == warned
+    if warned:
+        assert "without an API key" in messages[0]
+    assert StubServer.runs[0].host == host
+
+
+def test_missing_server_extra_names_the_pip_command() -> None:
+    import subprocess
+    import sys
+
+    from .locations import subprocess_env
+
+    code = (
+        "import sys\n"
+        "sys.modules['starlette'] = None\n"
+        "try:\n"
+        "    import fastrerank.server\n"
+        "except ImportError as err:\n"
+        "    print(type(err).__name__, err)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env(), check=True)
+    assert out.stdout.strip() == "MissingDependencyError fastrerank.server needs starlette: pip install 'fastrerank[server]'"

@@ -1,0 +1,319 @@
+"""The ranking engine: scores equal the transformers reference, the window rule, and the API contract."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import fastrerank
+from fastrerank import InvalidInputError, InvalidTypeError, ModelClosedError, Reranker
+from fastrerank.testing import make_corpus
+
+from .reference import load_reference, reference_chunked, reference_logits_for_ids, reference_pair_logits, sigmoid
+from .reliability_helpers import control_stripping_copy
+
+QUERY = "apple fruit health"
+
+
+def _docs(count: int, seed: int = 5, words: int = 1) -> list[str]:
+    sentences = make_corpus(count * words, seed=seed)
+    return [" ".join(sentences[i * words : (i + 1) * words]) for i in range(count)]
+
+
+def test_single_window_scores_equal_reference(tiny_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    docs = _docs(24, words=3)
+    scores = tiny_reranker.score(QUERY, docs)
+    reference = sigmoid(reference_pair_logits(hf_models["tiny"], QUERY, docs, 512))
+    np.testing.assert_allclose(scores, reference, atol=1e-4)
+    assert reference.max() - reference.min() > 0.3
+
+
+def test_first_window_equals_only_second_truncation(short_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    """With one chunk, a long document is scored exactly as transformers' only_second truncation."""
+    docs = _docs(10, seed=9, words=6)
+    scores = short_reranker.score(QUERY, docs, max_chunks_per_doc=1, raw=True)
+    np.testing.assert_allclose(scores, reference_pair_logits(hf_models["short"], QUERY, docs, 64), atol=1e-4)
+
+
+@pytest.mark.parametrize("overlap", [0, 5, 80])
+@pytest.mark.parametrize("max_chunks", [1, 2, 3, 1024])
+def test_long_documents_follow_the_window_rule(
+    overlap: int, max_chunks: int, short_reranker: Reranker, hf_models: dict[str, Path]
+) -> None:
+    docs = _docs(6, seed=13, words=8) + ["", "short one"]
+    query = "machine learning model search"
+    ranking = short_reranker.rank(query, docs, overlap_tokens=overlap, max_chunks_per_doc=max_chunks, raw=True)
+    expected, tokens = reference_chunked(hf_models["short"], query, docs, max_length=64, overlap=overlap,
+                                         max_chunks=max_chunks)
+    by_index = {item.index: item.score for item in ranking}
+    np.testing.assert_allclose([by_index[i] for i in range(len(docs))], expected, atol=1e-4)
+    assert ranking.tokens == tokens
+
+
+def test_long_query_is_cut_to_three_quarters(short_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    query = " ".join(_docs(4, seed=3, words=4))  # far more than 48 tokens
+    docs = _docs(5, seed=4, words=4)
+    ranking = short_reranker.rank(query, docs, raw=True)
+    assert ranking.query_truncated
+    expected, tokens = reference_chunked(hf_models["short"], query, docs, max_length=64, overlap=80, max_chunks=1024)
+    np.testing.assert_allclose([item.score for item in sorted(ranking, key=lambda r: r.index)], expected, atol=1e-4)
+    assert ranking.tokens == tokens
+    assert not short_reranker.rank("apple", docs).query_truncated
+
+
+def test_order_top_n_and_documents(tiny_reranker: Reranker) -> None:
+    docs = _docs(12)
+    scores = tiny_reranker.score(QUERY, docs)
+    full = tiny_reranker.rank(QUERY, docs)
+    assert [item.index for item in full] == sorted(range(12), key=lambda i: -scores[i])
+    assert [item.score for item in full] == sorted(scores.tolist(), reverse=True)
+    assert all(item.document is None for item in full)
+    top = tiny_reranker.rank(QUERY, docs, top_n=3, return_documents=True)
+    assert [(item.index, item.score) for item in top] == [(item.index, item.score) for item in full[:3]]
+    assert [item.document for item in top] == [docs[item.index] for item in top]
+    assert len(tiny_reranker.rank(QUERY, docs, top_n=100)) == 12
+    assert top.tokens == full.tokens > 0
+
+
+def test_ties_keep_input_order(tiny_reranker: Reranker) -> None:
+    docs = ["banana split", "apple pie", "banana split", "apple pie", "banana split"]
+    ranking = tiny_reranker.rank(QUERY, docs)
+    groups: dict[float, list[int]] = {}
+    for item in ranking:
+        groups.setdefault(item.score, []).append(item.index)
+    assert sorted(groups.values()) == [[0, 2, 4], [1, 3]]
+
+
+def test_duplicate_windows_are_run_once(tiny_reranker: Reranker) -> None:
+    once = tiny_reranker.rank(QUERY, ["apple pie"])
+    twice = tiny_reranker.rank(QUERY, ["apple pie", "apple pie"])
+    assert twice.tokens == once.tokens
+    assert twice[0].score == twice[1].score == once[0].score
+
+
+def test_token_count_matches_reference(tiny_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    tokenizer, _ = load_reference(str(hf_models["tiny"]))
+    docs = _docs(7, words=2)
+    expected = sum(len(tokenizer(QUERY, doc)["input_ids"]) for doc in docs)
+    assert tiny_reranker.rank(QUERY, docs).tokens == expected
+
+
+UNICODE_DOCS = [
+    "预防感冒应勤洗手、戴口罩", "🍕🚀👩‍💻🇩🇪", "مرحبا بالعالم", "e\u0301\u0301\u0301 combining", "\u202eRTL override",
+    "\ufeffBOM and \u200dZWJ", "nul\x00inside", "", "   ", "\u200b", "a\ud800b lone surrogate",
+]
+
+
+def test_unicode_and_empty_documents_are_scored(tiny_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    ranking = tiny_reranker.rank(QUERY, UNICODE_DOCS)
+    assert sorted(item.index for item in ranking) == list(range(len(UNICODE_DOCS)))
+    scores = tiny_reranker.score(QUERY, UNICODE_DOCS)
+    assert np.isfinite(scores).all() and (scores >= 0).all() and (scores <= 1).all()
+    # The lone surrogate is scored as U+FFFD. transformers encodes an empty second text as no pair
+    # at all, while the rule scores it as <s> query </s></s></s>: build that row by hand.
+    clean = UNICODE_DOCS[:-1] + ["a\ufffdb lone surrogate"]
+    expected = sigmoid(reference_pair_logits(hf_models["tiny"], QUERY, clean, 512))
+    tokenizer, _ = load_reference(str(hf_models["tiny"]))
+    empty_row = [0, *tokenizer(QUERY, add_special_tokens=False)["input_ids"], 2, 2, 2]
+    expected[UNICODE_DOCS.index("")] = sigmoid(reference_logits_for_ids(hf_models["tiny"], [empty_row]))[0]
+    np.testing.assert_allclose(scores, expected, atol=1e-4)
+
+
+def test_empty_docs_returns_empty_ranking(tiny_reranker: Reranker) -> None:
+    ranking = tiny_reranker.rank(QUERY, [])
+    assert len(ranking) == 0 and ranking.tokens == 0
+    assert tiny_reranker.score(QUERY, ()).shape == (0,)
+
+
+def test_sequences_other_than_lists(tiny_reranker: Reranker) -> None:
+    docs = _docs(4)
+    assert tiny_reranker.rank(QUERY, tuple(docs)) == tiny_reranker.rank(QUERY, docs)
+    assert tiny_reranker.rank(QUERY, np.array(docs, dtype=object)) == tiny_reranker.rank(QUERY, docs)  # type: ignore[arg-type]
+    assert tiny_reranker.rank(QUERY, docs, top_n=np.int64(2)) == tiny_reranker.rank(QUERY, docs, top_n=2)  # type: ignore[arg-type]
+
+
+BAD_ARGUMENTS = [
+    (dict(query=""), InvalidInputError, "query must be a non-empty string"),
+    (dict(query=" \n\t"), InvalidInputError, "query must not be only whitespace"),
+    (dict(query=None), InvalidTypeError, "query must be str, got NoneType"),
+    (dict(query=b"apple"), InvalidTypeError, "query must be str, got bytes"),
+    (dict(query=3), InvalidTypeError, "query must be str, got int"),
+    (dict(docs="abc"), InvalidTypeError, "docs must be a sequence of str, got str"),
+    (dict(docs=None), InvalidTypeError, "docs must be a sequence of str, got NoneType"),
+    (dict(docs={"a": 1}), InvalidTypeError, "docs must be a sequence of str, got dict"),
+    (dict(docs=(d for d in ["a"])), InvalidTypeError, "docs must be a sequence of str, got generator"),
+    (dict(docs=["a", "b", "c", None]), InvalidTypeError, r"docs\[3\] must be str, got NoneType"),
+    (dict(docs=["a", b"b"]), InvalidTypeError, r"docs\[1\] must be str, got bytes"),
+    (dict(docs=["a", 7]), InvalidTypeError, r"docs\[1\] must be str, got int"),
+    (dict(docs=[{"text": "a"}]), InvalidTypeError, r"docs\[0\] must be str, got dict"),
+    (dict(top_n=0), InvalidInputError, "top_n must be >= 1, got 0"),
+    (dict(top_n=-2), InvalidInputError, "top_n must be >= 1, got -2"),
+    (dict(top_n=True), InvalidTypeError, "top_n must be an int, got bool True"),
+    (dict(top_n=3.0), InvalidTypeError, "top_n must be an int, got float 3.0"),
+    (dict(top_n="3"), InvalidTypeError, "top_n must be an int, got str '3'"),
+    (dict(overlap_tokens=81), InvalidInputError, r"overlap_tokens must be in \[0, 80\], got 81"),
+    (dict(overlap_tokens=-1), InvalidInputError, r"overlap_tokens must be in \[0, 80\], got -1"),
+    (dict(overlap_tokens=False), InvalidTypeError, "overlap_tokens must be an int, got bool False"),
+    (dict(max_chunks_per_doc=0), InvalidInputError, "max_chunks_per_doc must be >= 1, got 0"),
+    (dict(max_chunks_per_doc=True), InvalidTypeError, "max_chunks_per_doc must be an int, got bool"),
+    (dict(return_documents=1), InvalidTypeError, "return_documents must be a bool, got int 1"),
+]
+
+
+@pytest.mark.parametrize(("changes", "error", "message"), BAD_ARGUMENTS, ids=[m for _, _, m in BAD_ARGUMENTS])
+def test_bad_arguments(changes: dict[str, object], error: type[Exception], message: str, tiny_reranker: Reranker) -> None:
+    arguments: dict[str, object] = {"query": QUERY, "docs": ["a doc"]} | changes
+    with pytest.raises(error, match=message) as caught:
+        tiny_reranker.rank(**arguments)  # type: ignore[arg-type]
+    assert isinstance(caught.value, fastrerank.FastRerankError)
+
+
+def test_query_without_tokens_is_refused(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The real models' normalizer deletes characters such as U+200B; a query of only those has no tokens."""
+    reranker = Reranker(control_stripping_copy(converted("tiny"), tmp_path / "stripping"))
+    with pytest.raises(InvalidInputError, match=r"query produced no tokens: '\\u200b\\u200b'"):
+        reranker.rank("\u200b\u200b", ["a doc"])
+    assert len(reranker.rank("apple\u200b", ["\u200b", "a doc"])) == 2  # such documents are scored
+
+
+def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-def]
+    folder = converted("short")
+    assert Reranker(folder).max_length == 64
+    assert Reranker(folder, max_length=40).max_length == 40
+    with pytest.raises(InvalidInputError, match=r"max_length must be in \[16, 64\], got 65"):
+        Reranker(folder, max_length=65)
+    with pytest.raises(InvalidInputError, match=r"'tpu' is not a valid device \(accepted: auto, cpu, cuda\)"):
+        Reranker(folder, device="tpu")
+    with pytest.raises(InvalidInputError, match="'int4' is not a valid compute_type"):
+        Reranker(folder, compute_type="int4")
+    with pytest.raises(fastrerank.ModelNotFoundError, match="does not exist"):
+        Reranker(folder.parent / "nope")
+    with pytest.raises(InvalidTypeError, match="model must be a path or a hub id"):
+        Reranker(12)  # type: ignore[arg-type]
+
+
+def test_a_query_that_fills_the_window_is_refused(converted) -> None:  # type: ignore[no-untyped-def]
+    reranker = Reranker(converted("short"), max_length=16)  # the query may take 12 tokens: W = 16 - 12 - 4 = 0
+    with pytest.raises(InvalidInputError, match=r"window W = max_length - len\(query\) - 4 = 0; expected >= 1"):
+        reranker.rank(" ".join(_docs(3, words=3)), ["doc"])
+
+
+def test_hugging_face_folder_is_converted_once_into_the_cache(hf_models: dict[str, Path]) -> None:
+    first = Reranker(hf_models["tiny"], compute_type="float32")
+    assert first.model_path.parent == Path(os.environ["FASTRERANK_CACHE"])
+    mtime = (first.model_path / "fastrerank.json").stat().st_mtime_ns
+    second = Reranker(hf_models["tiny"], compute_type="float32")
+    assert second.model_path == first.model_path
+    assert (second.model_path / "fastrerank.json").stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(first.score(QUERY, _docs(3)), second.score(QUERY, _docs(3)))
+    assert Reranker(hf_models["tiny"]).metadata.quantization == "int8"  # CPU default
+
+
+def test_sixteen_threads_match_sequential(tiny_reranker: Reranker) -> None:
+    calls = [(QUERY if i % 2 else "vaccine study", _docs(1 + i % 9, seed=i)) for i in range(48)]
+    sequential = [tiny_reranker.rank(query, docs) for query, docs in calls]
+    with ThreadPoolExecutor(16) as pool:
+        concurrent = list(pool.map(lambda call: tiny_reranker.rank(*call), calls))
+    assert concurrent == sequential
+
+
+def test_module_level_rank_shares_one_reranker(converted) -> None:  # type: ignore[no-untyped-def]
+    folder = str(converted("tiny"))
+    docs = _docs(5)
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(lambda _: fastrerank.rank(QUERY, docs, 2, model=folder), range(16)))
+        assert all(result == results[0] for result in results)
+        assert len(fastrerank.api._cache) == 1
+        assert results[0] == Reranker(folder).rank(QUERY, docs, 2)
+    finally:
+        fastrerank.clear_cache()
+
+
+def test_close_and_context_manager(converted) -> None:  # type: ignore[no-untyped-def]
+    with Reranker(converted("tiny")) as reranker:
+        assert len(reranker.rank(QUERY, ["a"])) == 1
+    with pytest.raises(ModelClosedError, match="Reranker was closed"):
+        reranker.rank(QUERY, ["a"])
+    reranker.close()  # idempotent
+
+
+def test_progress_callback(tiny_reranker: Reranker) -> None:
+    seen: list[tuple[int, int]] = []
+    lock = threading.Lock()
+
+    def record(done: int, total: int) -> None:
+        with lock:
+            seen.append((done, total))
+
+    tiny_reranker.rank(QUERY, _docs(30), progress=record)
+    assert seen[-1] == (30, 30) and all(total == 30 for _, total in seen)
+
+
+def test_very_long_document_is_cut_before_tokenizing(short_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    text = " ".join(_docs(200, seed=2, words=4))
+    huge = (text + " ") * (2_000_000 // len(text))
+    ranking = short_reranker.rank(QUERY, [huge, text], max_chunks_per_doc=3, raw=True)
+    expected, tokens = reference_chunked(hf_models["short"], QUERY, [text, text], max_length=64, overlap=80, max_chunks=3)
+    assert sorted(item.score for item in ranking) == pytest.approx(sorted(expected), abs=1e-4)
+    assert ranking.tokens == tokens // 2  # both documents start with the same three windows, run once
+
+
+def test_cli_rank(converted) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    folder = str(converted("tiny"))
+    done = subprocess.run([sys.executable, "-m", "fastrerank", "rank", "--model", folder, "--top-n", "2", QUERY, "apple pie", "car", "fruit salad"],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    output = json.loads(done.stdout)
+    expected = Reranker(folder).rank(QUERY, ["apple pie", "car", "fruit salad"], 2)
+    assert output == {"results": expected.to_dicts(), "tokens": expected.tokens, "query_truncated": False}
+    piped = subprocess.run([sys.executable, "-m", "fastrerank", "rank", "--model", folder, QUERY],
+                           input="apple pie\ncar\nfruit salad\n", capture_output=True, text=True)
+    assert json.loads(piped.stdout)["results"] == Reranker(folder).rank(QUERY, ["apple pie", "car", "fruit salad"]).to_dicts()
+    bad = subprocess.run([sys.executable, "-m", "fastrerank", "rank", "--model", folder, "--top-n", "0", QUERY, "a"],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and "top_n must be >= 1, got 0" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_public_api_is_exactly_all() -> None:
+    public = {name for name in dir(fastrerank) if not name.startswith("_")}
+    modules = {"api", "cli", "conversion", "engine", "errors", "hub", "loading", "model_format", "reranker", "results",
+               "testing", "validation", "schemas", "server", "integrations", "allocator"}
+    assert public - modules == set(fastrerank.__all__)
+    fresh = subprocess.run([sys.executable, "-c", "import fastrerank, sys; print('ctranslate2' in sys.modules, 'torch' in sys.modules)"],
+                           capture_output=True, text=True)
+    assert fresh.stdout.split() == ["False", "False"]
+
+
+FORK_SCRIPT = """
+import os, sys
+from fastrerank import Reranker
+reranker = Reranker(sys.argv[1], threads=2)
+parent = reranker.score("apple", ["apple pie", "car"]).tolist()
+quiet = os.fork()
+if quiet == 0:
+    sys.exit(0)  # a child that never scores must still be able to exit normally
+assert os.waitpid(quiet, 0)[1] == 0
+worker = os.fork()
+if worker == 0:
+    ok = reranker.score("apple", ["apple pie", "car"]).tolist() == parent
+    sys.exit(0 if ok else 3)
+assert os.waitpid(worker, 0)[1] == 0
+print("ok")
+"""
+
+
+def test_fork_after_load(converted) -> None:  # type: ignore[no-untyped-def]
+    """CTranslate2's encoder hangs in a forked child; the runtime rebuilds it there instead."""
+    done = subprocess.run([sys.executable, "-c", FORK_SCRIPT, str(converted("tiny"))],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
