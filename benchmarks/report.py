@@ -13,8 +13,8 @@ import math
 import os
 import platform
 import statistics
-import textwrap
 import subprocess
+import textwrap
 from collections import defaultdict
 from pathlib import Path
 
