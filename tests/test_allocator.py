@@ -52,9 +52,29 @@ def test_only_on_linux(fake_mimalloc: Path) -> None:
 
 
 def test_mimalloc_when_chosen_and_installed(fake_mimalloc: Path) -> None:
-    plan = plan_allocator({ENV_CHOICE: "mimalloc"}, platform="linux")
+    plan = plan_allocator({ENV_CHOICE: "mimalloc"}, platform="linux", flags=frozenset())
     assert plan is not None and plan.name == "mimalloc"
     assert plan.env == {"LD_PRELOAD": str(fake_mimalloc)}
+
+
+AVX512 = frozenset({"sse4_2", "avx2", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vnni"})
+
+
+@pytest.mark.parametrize("choice", ["auto", "mimalloc"])
+def test_avx512_is_forced_where_the_cpu_has_it(choice: str, fake_mimalloc: Path) -> None:
+    plan = plan_allocator({ENV_CHOICE: choice}, platform="linux", flags=AVX512)
+    assert plan is not None and plan.env["CT2_FORCE_CPU_ISA"] == "AVX512"
+    without = plan_allocator({ENV_CHOICE: choice}, platform="linux", flags=AVX512 - {"avx512bw"})
+    assert without is not None and "CT2_FORCE_CPU_ISA" not in without.env
+    own = plan_allocator({ENV_CHOICE: choice, "CT2_FORCE_CPU_ISA": "AVX2"}, platform="linux", flags=AVX512)
+    assert own is not None and "CT2_FORCE_CPU_ISA" not in own.env  # the user's choice is kept
+
+
+def test_cpu_flags_reads_cpuinfo(tmp_path: Path) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx2\n")
+    assert allocator.cpu_flags(str(cpuinfo)) == frozenset({"fpu", "sse", "avx512f", "avx2"})
+    assert allocator.cpu_flags(str(tmp_path / "missing")) == frozenset()
 
 
 @pytest.mark.parametrize("choice", [None, "auto", "glibc", "GLIBC"])
@@ -127,3 +147,17 @@ def test_default_reexecutes_with_the_glibc_switches() -> None:
 @pytest.mark.skipif(find_mimalloc() is None, reason="cmeel-mimalloc is not installed in this environment")
 def test_reexecutes_under_mimalloc_when_chosen() -> None:
     assert _probe(FASTRERANK_ALLOCATOR="mimalloc") == ["start", "start", "mimalloc None True"]
+
+
+def test_the_command_line_runs_under_the_allocator(converted) -> None:  # type: ignore[no-untyped-def]
+    """``fastrerank``'s main() re-executes itself once, then ranks as usual."""
+    code = ("import os, sys\n"
+            "print('marker', os.environ.get('_FASTRERANK_ALLOCATOR_SET'), file=sys.stderr, flush=True)\n"
+            "from fastrerank.cli import main\n"
+            "sys.exit(main())\n")
+    env = {key: value for key, value in os.environ.items() if key not in (ENV_CHOICE, ENV_MARKER, "LD_PRELOAD")}
+    done = subprocess.run([sys.executable, "-c", code, "rank", "--model", str(converted("tiny")), "apple", "apple pie"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if line.startswith("marker")] == ["marker None", "marker glibc"]
+    assert '"index": 0' in done.stdout
