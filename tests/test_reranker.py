@@ -266,6 +266,13 @@ def test_very_long_document_is_cut_before_tokenizing(short_reranker: Reranker, h
     assert ranking.tokens == tokens // 2  # both documents start with the same three windows, run once
 
 
+def _same_ranking(got: list[dict[str, object]], expected: list[dict[str, object]]) -> bool:
+    """Same documents in the same order, scores equal within 1e-6."""
+    return [row["index"] for row in got] == [row["index"] for row in expected] and bool(
+        np.allclose([row["score"] for row in got], [row["score"] for row in expected], atol=1e-6, rtol=0)
+    )
+
+
 def test_cli_rank(converted) -> None:  # type: ignore[no-untyped-def]
     import json
 
@@ -275,10 +282,14 @@ def test_cli_rank(converted) -> None:  # type: ignore[no-untyped-def]
     assert done.returncode == 0, done.stderr
     output = json.loads(done.stdout)
     expected = Reranker(folder).rank(QUERY, ["apple pie", "car", "fruit salad"], 2)
-    assert output == {"results": expected.to_dicts(), "tokens": expected.tokens, "query_truncated": False}
+    # The command runs with CT2_FORCE_CPU_ISA=AVX512 on AVX-512 CPUs (fastrerank.allocator), whose
+    # kernels round differently from the AVX2 ones this process uses: equal up to float32 rounding.
+    assert _same_ranking(output["results"], expected.to_dicts())
+    assert (output["tokens"], output["query_truncated"]) == (expected.tokens, False)
     piped = subprocess.run([sys.executable, "-m", "fastrerank", "rank", "--model", folder, QUERY],
                            input="apple pie\ncar\nfruit salad\n", capture_output=True, text=True)
-    assert json.loads(piped.stdout)["results"] == Reranker(folder).rank(QUERY, ["apple pie", "car", "fruit salad"]).to_dicts()
+    all_three = Reranker(folder).rank(QUERY, ["apple pie", "car", "fruit salad"]).to_dicts()
+    assert _same_ranking(json.loads(piped.stdout)["results"], all_three)
     bad = subprocess.run([sys.executable, "-m", "fastrerank", "rank", "--model", folder, "--top-n", "0", QUERY, "a"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "top_n must be >= 1, got 0" in bad.stderr and "Traceback" not in bad.stderr

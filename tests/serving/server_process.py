@@ -40,12 +40,25 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise LookupError("VmRSS")
+
+
 @contextlib.contextmanager
-def running_server(*args: str, start_timeout: float = 30) -> Iterator[Server]:
-    """The fake server with these command-line arguments, up and answering /health."""
+def running_server(*args: str, start_timeout: float = 30, program: tuple[str, ...] | None = None) -> Iterator[Server]:
+    """A server with these command-line arguments, up and answering /health.
+
+    ``program`` is the command before ``--port``: the fake server by default.
+    """
     port = free_port()
+    program = program or (sys.executable, str(HERE / "fake_server.py"))
     process = subprocess.Popen(
-        [sys.executable, str(HERE / "fake_server.py"), "--port", str(port), *args],
+        [*program, "--port", str(port), *args],
         env=subprocess_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from .server_cases import BODIES, error_message
-from .server_process import HOST, running_server
+from .server_process import HOST, rss_bytes, running_server
 
 pytestmark = pytest.mark.slow
 
@@ -130,13 +130,6 @@ def test_body_limit_answers_413_before_reading_it_all(mode: str) -> None:
         assert sent < total // 4, sent  # answered long before the body was all sent
         assert elapsed < 10
         assert httpx.get(f"{server.url}/health", timeout=5).status_code == 200
-
-
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise LookupError("VmRSS")
 
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc")
