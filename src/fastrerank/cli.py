@@ -46,6 +46,13 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    serve.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    serve.add_argument("--compute-type", default="default")
+    serve.add_argument("--max-body-bytes", type=int, default=2_000_000, help="larger bodies get a 413 (default %(default)s)")
+    serve.add_argument("--max-documents", type=int, default=1000, help="documents per request (default %(default)s)")
+    serve.add_argument("--max-concurrency", type=int, default=4, help="rankings run at once (default %(default)s)")
+    serve.add_argument("--queue-timeout", type=float, default=30.0,
+                       help="seconds a request may wait for a slot before a 503 (default %(default)s)")
     return parser
 
 
@@ -85,7 +92,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     for spec in args.model or [DEFAULT_MODEL]:
         name, sep, path = spec.partition("=")
         models[name if sep else spec] = path if sep else spec
-    serve(models, host=args.host, port=args.port, api_key=args.api_key)
+    serve(models, host=args.host, port=args.port, api_key=args.api_key, device=args.device,
+          compute_type=args.compute_type, max_body_bytes=args.max_body_bytes, max_documents=args.max_documents,
+          max_concurrency=args.max_concurrency, queue_timeout=args.queue_timeout)
     return 0
 
 

@@ -91,3 +91,19 @@ def test_missing_server_extra_names_the_pip_command() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=subprocess_env(), check=True)
     assert out.stdout.strip() == "MissingDependencyError fastrerank.server needs starlette: pip install 'fastrerank[server]'"
+
+
+def test_command_line_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fastrerank.server
+    from fastrerank.cli import main
+
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(fastrerank.server, "serve", lambda models, **options: calls.append((models, options)))
+    assert main(["serve", "--model", "a=/models/a", "--model", "b=/models/b", "--port", "9001", "--api-key", "k",
+                 "--max-documents", "5", "--max-concurrency", "2", "--queue-timeout", "1.5", "--compute-type", "int8"]) == 0
+    assert calls == [({"a": "/models/a", "b": "/models/b"}, {
+        "host": "127.0.0.1", "port": 9001, "api_key": "k", "device": "auto", "compute_type": "int8",
+        "max_body_bytes": 2_000_000, "max_documents": 5, "max_concurrency": 2, "queue_timeout": 1.5})]
+    calls.clear()
+    assert main(["serve", "--model", "/models/one"]) == 0
+    assert calls[0][0] == {"/models/one": "/models/one"}
