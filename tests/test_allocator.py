@@ -161,3 +161,36 @@ def test_the_command_line_runs_under_the_allocator(converted) -> None:  # type: 
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if line.startswith("marker")] == ["marker None", "marker glibc"]
     assert '"index": 0' in done.stdout
+
+
+@pytest.mark.parametrize(("environ", "platform", "expected"), [
+    ({}, "linux", True),
+    ({ENV_CHOICE: "auto"}, "linux", True),
+    ({ENV_CHOICE: "glibc"}, "linux", True),
+    ({ENV_CHOICE: "system"}, "linux", False),  # opt-out
+    ({ENV_CHOICE: "mimalloc"}, "linux", False),  # the user wants another allocator
+    ({"LD_PRELOAD": "/usr/lib/libjemalloc.so.2"}, "linux", False),
+    ({"MALLOC_ARENA_MAX": "4"}, "linux", False),  # the user's own tuning, or the command line's
+    ({}, "darwin", False),
+])
+def test_when_the_library_tunes_malloc(environ: dict[str, str], platform: str, expected: bool) -> None:
+    assert allocator.should_tune_malloc(environ, platform=platform) is expected
+
+
+TUNE_PROBE = (
+    "import sys\n"
+    "from fastrerank import Reranker, allocator\n"
+    "print(allocator._tuned)\n"
+    "Reranker(sys.argv[1], device='cpu')\n"
+    "print(allocator._tuned, allocator.tune_malloc())\n"
+)
+
+
+@pytest.mark.parametrize(("choice", "expected"), [("auto", ["False", "True False"]), ("system", ["False", "False False"])])
+def test_a_cpu_reranker_tunes_malloc_once(choice: str, expected: list[str], converted) -> None:  # type: ignore[no-untyped-def]
+    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_") and key != "LD_PRELOAD"}
+    env[ENV_CHOICE] = choice
+    done = subprocess.run([sys.executable, "-c", TUNE_PROBE, str(converted("tiny"))], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == expected

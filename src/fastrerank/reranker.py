@@ -11,6 +11,7 @@ from types import TracebackType
 import numpy as np
 
 from . import model_format
+from .allocator import tune_malloc
 from .conversion import QUANTIZATIONS
 from .engine.batching import plan_batches
 from .engine.chunking import chunk_spans, plan_windows
@@ -52,6 +53,9 @@ class Reranker:
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
 
+    On the CPU, the first Reranker of a process tunes glibc's malloc for CTranslate2 (about 1.8x
+    faster; see :func:`fastrerank.allocator.tune_malloc`); ``FASTRERANK_ALLOCATOR=system`` opts out.
+
     Example:
         >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
         >>> reranker.rank("what is a panda?", ["The giant panda is a bear.", "Paris"], top_n=1)  # doctest: +SKIP
@@ -83,6 +87,8 @@ class Reranker:
         self.max_length = self._check_max_length(max_length)
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
+        if self.device == "cpu":
+            tune_malloc()  # before CTranslate2 starts its threads: ~1.8x faster on CPU (fastrerank.allocator)
         self._runtime = EncoderRuntime(
             self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores()
         )
