@@ -14,9 +14,10 @@ from pathlib import Path
 
 from . import hub
 from .conversion import convert_folder
-from .errors import InvalidTypeError, ModelNotFoundError
+from .loading import local_folder_or_hub_id
 from .reranker import DEFAULT_MODEL, Reranker
 from .results import Ranking
+from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
 __all__ = ["clear_cache", "convert", "rank"]
 
@@ -44,14 +45,8 @@ def convert(
         >>> fastrerank.convert("BAAI/bge-reranker-base", "bge-base-int8")  # doctest: +SKIP
         PosixPath('bge-base-int8')
     """
-    if not isinstance(model, (str, os.PathLike)):
-        raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
-    name = os.fspath(model)
-    source = Path(name).expanduser()
-    if not source.is_dir():
-        if source.exists() or not hub.looks_like_hub_id(name):
-            raise ModelNotFoundError(f"model folder {name!r} does not exist")
-        source = hub.download_snapshot(name, revision, allow_pickle=allow_pickle)
+    name, folder = local_folder_or_hub_id(model)
+    source = folder or hub.download_snapshot(name, revision, allow_pickle=allow_pickle)
     return convert_folder(
         source, Path(output_dir), quantization=quantization, force=force, allow_pickle=allow_pickle,
         source_model=name, source_revision=revision, progress=progress,
@@ -67,8 +62,8 @@ def rank(
     device: str = "auto",
     compute_type: str = "default",
     max_length: int | None = None,
-    overlap_tokens: int = 80,
-    max_chunks_per_doc: int = 1024,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
     return_documents: bool = False,
     raw: bool = False,
 ) -> Ranking:

@@ -11,6 +11,7 @@ from .allocator import reexec_with_fast_allocator
 from .conversion import QUANTIZATIONS
 from .errors import FastRerankError, InvalidInputError, InvalidTypeError
 from .reranker import DEFAULT_MODEL
+from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
 __all__ = ["main"]
 
@@ -34,8 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     rank.add_argument("--model", default=DEFAULT_MODEL, help=f"converted folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})")
     rank.add_argument("--top-n", type=int, default=None)
     rank.add_argument("--max-length", type=int, default=None)
-    rank.add_argument("--overlap-tokens", type=int, default=80)
-    rank.add_argument("--max-chunks-per-doc", type=int, default=1024)
+    rank.add_argument("--overlap-tokens", type=int, default=DEFAULT_OVERLAP_TOKENS)
+    rank.add_argument("--max-chunks-per-doc", type=int, default=DEFAULT_MAX_CHUNKS_PER_DOC)
     rank.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     rank.add_argument("--compute-type", default="default")
     rank.add_argument("--return-documents", action="store_true")

@@ -38,10 +38,14 @@ __all__ = [
 _MAX_SHOWN = 80
 
 
+def shorten(text: str) -> str:
+    """``text`` cut to 80 characters (the last three an ellipsis), for error messages."""
+    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+
+
 def describe_value(value: object) -> str:
     """``repr(value)`` cut to 80 characters, for error messages."""
-    text = repr(value)
-    return text if len(text) <= _MAX_SHOWN else text[: _MAX_SHOWN - 3] + "..."
+    return shorten(repr(value))
 
 
 class FastRerankError(Exception):

@@ -18,7 +18,7 @@ from . import hub, model_format
 from .conversion import convert_folder
 from .errors import FastRerankError, InvalidTypeError, ModelNotFoundError
 
-__all__ = ["conversion_quantization", "resolve_model"]
+__all__ = ["conversion_quantization", "local_folder_or_hub_id", "resolve_model"]
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,24 @@ def conversion_quantization(device: str, compute_type: str) -> str:
     return "float16" if device == "cuda" else "int8"
 
 
+def local_folder_or_hub_id(model: object) -> tuple[str, Path | None]:
+    """``(name, folder)`` for a ``model`` argument: the folder when it names one, ``None`` for a hub id.
+
+    Raises:
+        InvalidTypeError: ``model`` is neither a str nor a path.
+        ModelNotFoundError: it names no folder and cannot be a hub id (or names a file).
+    """
+    if not isinstance(model, (str, os.PathLike)):
+        raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
+    name = os.fspath(model)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return name, path
+    if path.exists() or not hub.looks_like_hub_id(name):
+        raise ModelNotFoundError(f"model folder {name!r} does not exist")
+    return name, None
+
+
 def resolve_model(
     model: str | os.PathLike[str],
     *,
@@ -40,11 +58,8 @@ def resolve_model(
     allow_pickle: bool = False,
 ) -> Path:
     """Return a converted folder for ``model``; see the module docstring."""
-    if not isinstance(model, (str, os.PathLike)):
-        raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
-    name = os.fspath(model)
-    path = Path(name).expanduser()
-    if path.is_dir():
+    name, path = local_folder_or_hub_id(model)
+    if path is not None:
         if model_format.is_converted_folder(path):
             return path
         if (path / model_format.ENCODER_FILE).is_file():
@@ -56,8 +71,6 @@ def resolve_model(
         raise ModelNotFoundError(
             f"{name!r} is neither a converted fastrerank folder (fastrerank.json) nor a Hugging Face model folder (config.json)"
         )
-    if path.exists() or not hub.looks_like_hub_id(name):
-        raise ModelNotFoundError(f"model folder {name!r} does not exist")
     return _cached_conversion(None, name, revision, quantization, allow_pickle)
 
 

@@ -21,7 +21,15 @@ from .engine.tokenization import TextEncoder
 from .errors import InferenceError, InvalidInputError, InvalidTypeError, describe_value
 from .loading import conversion_quantization, resolve_model
 from .results import RankedDocument, Ranking
-from .validation import RankOptions, check_documents, check_int, check_query, check_rank_options
+from .validation import (
+    DEFAULT_MAX_CHUNKS_PER_DOC,
+    DEFAULT_OVERLAP_TOKENS,
+    RankOptions,
+    check_documents,
+    check_int,
+    check_query,
+    check_rank_options,
+)
 
 __all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_MODEL", "Reranker"]
 
@@ -109,8 +117,8 @@ class Reranker:
         docs: Sequence[str],
         top_n: int | None = None,
         *,
-        overlap_tokens: int = 80,
-        max_chunks_per_doc: int = 1024,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         return_documents: bool = False,
         raw: bool = False,
         progress: ProgressCallback | None = None,
@@ -142,8 +150,8 @@ class Reranker:
         query: str,
         docs: Sequence[str],
         *,
-        overlap_tokens: int = 80,
-        max_chunks_per_doc: int = 1024,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
         progress: ProgressCallback | None = None,
     ) -> np.ndarray:

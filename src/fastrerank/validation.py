@@ -11,9 +11,21 @@ from dataclasses import dataclass
 
 from .errors import InvalidInputError, InvalidTypeError, describe_value
 
-__all__ = ["MAX_OVERLAP_TOKENS", "RankOptions", "check_documents", "check_query", "check_rank_options"]
+__all__ = [
+    "DEFAULT_MAX_CHUNKS_PER_DOC",
+    "DEFAULT_OVERLAP_TOKENS",
+    "MAX_OVERLAP_TOKENS",
+    "RankOptions",
+    "check_documents",
+    "check_query",
+    "check_rank_options",
+]
 
 MAX_OVERLAP_TOKENS = 80  # SiliconFlow's documented bound
+# The hosted APIs' defaults (SiliconFlow), used by every entry point: Reranker, rank(), the CLI,
+# the API schemas and the Ray scorer.
+DEFAULT_OVERLAP_TOKENS = 80
+DEFAULT_MAX_CHUNKS_PER_DOC = 1024
 
 
 @dataclass(frozen=True)

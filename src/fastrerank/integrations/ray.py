@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import FastRerankError, InferenceError, InvalidInputError, InvalidTypeError, MissingDependencyError, describe_value
 from ..reranker import DEFAULT_BATCH_TOKENS, Reranker
-from ..validation import check_int, check_query, check_rank_options
+from ..validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_int, check_query, check_rank_options
 from .batches import Batch, add_column, column_names, column_values
 
 if TYPE_CHECKING:
@@ -111,8 +111,8 @@ class RerankScorer:
         max_length: int | None = None,
         threads: int | None = None,
         batch_tokens: int = DEFAULT_BATCH_TOKENS,
-        overlap_tokens: int = 80,
-        max_chunks_per_doc: int = 1024,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
     ) -> None:
         self._options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,

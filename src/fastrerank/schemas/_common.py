@@ -20,6 +20,8 @@ from fastrerank.errors import (
     SchemaError,
 )
 from fastrerank.results import Ranking
+from fastrerank.validation import DEFAULT_MAX_CHUNKS_PER_DOC as DEFAULT_MAX_CHUNKS
+from fastrerank.validation import DEFAULT_OVERLAP_TOKENS, MAX_OVERLAP_TOKENS
 
 try:
     from pydantic import (
@@ -63,9 +65,6 @@ logger = logging.getLogger("fastrerank.schemas")
 Body = str | bytes | bytearray | Mapping[str, Any]
 """What ``parse_request`` accepts: raw JSON text or bytes, or an already decoded object."""
 
-MAX_OVERLAP_TOKENS = 80
-DEFAULT_OVERLAP_TOKENS = 80
-DEFAULT_MAX_CHUNKS = 1024
 
 
 class RerankerLike(Protocol):
@@ -77,8 +76,8 @@ class RerankerLike(Protocol):
         docs: Sequence[str],
         top_n: int | None = None,
         *,
-        overlap_tokens: int = 80,
-        max_chunks_per_doc: int = 1024,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS,
         return_documents: bool = False,
         raw: bool = False,
     ) -> Ranking: ...

@@ -14,7 +14,7 @@ from typing import Any
 
 import pydantic_core
 
-from fastrerank.errors import SchemaError, describe_value
+from fastrerank.errors import SchemaError, describe_value, shorten
 
 __all__ = ["loads_object", "show_json"]
 
@@ -49,7 +49,7 @@ def show_json(value: object) -> str:
         text = json.dumps(value, ensure_ascii=False, allow_nan=True)
     except (TypeError, ValueError):
         return describe_value(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text)
 
 
 def _explain(body: str | bytes | bytearray, err: ValueError) -> SchemaError:
@@ -59,7 +59,7 @@ def _explain(body: str | bytes | bytearray, err: ValueError) -> SchemaError:
         return SchemaError(f"body is not valid JSON: {err}")
     for path, value in _walk(lax, ()):
         field = ".".join(path) or None
-        where = (field if len(field) <= 80 else field[:77] + "...") if field else "body"
+        where = shorten(field) if field else "body"
         if isinstance(value, _Constant):
             return SchemaError(f"{where}: {value.name} is not a valid JSON value", field=field)
         if isinstance(value, str) and _has_lone_surrogate(value):

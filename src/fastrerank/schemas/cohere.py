@@ -54,7 +54,6 @@ def parse_request(body: Body) -> CohereRequest:
     return parse_body(CohereRequest, body)
 
 
-
 def build_meta() -> dict[str, Any]:
     """Cohere's ``meta``: one search unit per request."""
     return {"billed_units": {"search_units": 1}}

@@ -66,7 +66,6 @@ def parse_request(body: Body) -> SiliconFlowRequest:
     return parse_body(SiliconFlowRequest, body)
 
 
-
 def build_tokens(ranking: Ranking) -> dict[str, int]:
     """SiliconFlow's ``tokens``: input = tokens run through the model, output 0."""
     return {"input_tokens": ranking.tokens, "output_tokens": 0}
