@@ -183,14 +183,35 @@ TUNE_PROBE = (
     "print(allocator._tuned)\n"
     "Reranker(sys.argv[1], device='cpu')\n"
     "print(allocator._tuned, allocator.tune_malloc())\n"
+    "import os; print(os.environ.get('CT2_FORCE_CPU_ISA'))\n"
 )
+AVX512_HERE = allocator._AVX512_FLAGS <= allocator.cpu_flags()
 
 
-@pytest.mark.parametrize(("choice", "expected"), [("auto", ["False", "True False"]), ("system", ["False", "False False"])])
-def test_a_cpu_reranker_tunes_malloc_once(choice: str, expected: list[str], converted) -> None:  # type: ignore[no-untyped-def]
-    env = {key: value for key, value in os.environ.items() if not key.startswith("MALLOC_") and key != "LD_PRELOAD"}
+@pytest.mark.parametrize(("choice", "expected"), [
+    ("auto", ["False", "True False", "AVX512" if AVX512_HERE else "None"]),
+    ("system", ["False", "False False", "None"]),
+])
+def test_a_cpu_reranker_tunes_malloc_and_isa_once(choice: str, expected: list[str], converted) -> None:  # type: ignore[no-untyped-def]
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("MALLOC_") and key not in ("LD_PRELOAD", "CT2_FORCE_CPU_ISA")}
     env[ENV_CHOICE] = choice
     done = subprocess.run([sys.executable, "-c", TUNE_PROBE, str(converted("tiny"))], capture_output=True, text=True,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == expected
+
+
+AVX512 = frozenset({"avx2", "avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"})
+
+
+@pytest.mark.parametrize(("environ", "flags", "expected", "changed"), [
+    ({}, AVX512, {"CT2_FORCE_CPU_ISA": "AVX512"}, True),
+    ({ENV_CHOICE: "glibc"}, AVX512, {ENV_CHOICE: "glibc", "CT2_FORCE_CPU_ISA": "AVX512"}, True),
+    ({"CT2_FORCE_CPU_ISA": "AVX2"}, AVX512, {"CT2_FORCE_CPU_ISA": "AVX2"}, False),  # the user's choice wins
+    ({ENV_CHOICE: "system"}, AVX512, {ENV_CHOICE: "system"}, False),  # opt-out
+    ({}, frozenset({"avx2", "avx512f"}), {}, False),  # no AVX-512BW/VL: CTranslate2's AVX-512 kernels need them
+])
+def test_tune_cpu_isa(environ: dict[str, str], flags: frozenset[str], expected: dict[str, str], changed: bool) -> None:
+    assert allocator.tune_cpu_isa(environ, flags=flags) is changed
+    assert environ == expected

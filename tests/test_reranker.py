@@ -197,6 +197,22 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
         Reranker(folder.parent / "nope")
     with pytest.raises(InvalidTypeError, match="model must be a path or a hub id"):
         Reranker(12)  # type: ignore[arg-type]
+    assert Reranker(folder, device="cpu").batch_tokens == 1024  # the CPU default (benchmarks/RESULTS.md)
+    assert fastrerank.reranker.default_batch_tokens("cuda") == 8192
+    assert Reranker(folder, batch_tokens=100).batch_tokens == 100
+    with pytest.raises(InvalidInputError, match=r"batch_tokens must be .*1.*got 0"):
+        Reranker(folder, batch_tokens=0)
+
+
+def test_batch_budget_does_not_change_scores(converted) -> None:  # type: ignore[no-untyped-def]
+    # From one row per batch to every row in one batch: padding must not leak into the scores.
+    folder = converted("short")
+    docs = [" ".join(["panda"] * n) + " bamboo forest" for n in (1, 5, 17, 40, 3, 60)]
+    scores = {budget: [r.score for r in sorted(Reranker(folder, batch_tokens=budget).rank("where do pandas live", docs).results,
+                                                key=lambda r: r.index)]
+              for budget in (1, 128, 100_000)}
+    np.testing.assert_allclose(scores[1], scores[100_000], rtol=0, atol=1e-5)
+    np.testing.assert_allclose(scores[128], scores[100_000], rtol=0, atol=1e-5)
 
 
 def test_a_query_that_fills_the_window_is_refused(converted) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ from types import TracebackType
 import numpy as np
 
 from . import model_format
-from .allocator import tune_malloc
+from .allocator import tune_cpu_isa, tune_malloc
 from .conversion import QUANTIZATIONS
 from .engine.batching import plan_batches
 from .engine.chunking import chunk_spans, plan_windows
@@ -31,18 +31,27 @@ from .validation import (
     check_rank_options,
 )
 
-__all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_MODEL", "Reranker"]
+__all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_MODEL", "Reranker", "default_batch_tokens"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
-DEFAULT_BATCH_TOKENS = 8192
+# Padded tokens per batch when the caller does not say. On the CPU, small length-sorted batches
+# waste little on padding (W1: 3% at 1024, 21% at 8192) and their buffers stay in cache; 1024
+# measured 1.2x faster than 8192 on W1 and the same on full 512-token windows (benchmarks/RESULTS.md).
+# A GPU needs large batches to be busy.
+DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "cuda": 8192}
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
 MIN_MAX_LENGTH = 16
 BOS, EOS = 0, 2
 
 ProgressCallback = Callable[[int, int], None]
+
+
+def default_batch_tokens(device: str) -> int:
+    """The padded-token budget per batch used when ``batch_tokens`` is not given, for ``"cpu"`` or ``"cuda"``."""
+    return DEFAULT_BATCH_TOKENS[device]
 
 
 class Reranker:
@@ -58,11 +67,14 @@ class Reranker:
             recommended 512, and may not exceed its positions.
         threads: CPU threads for the encoder; 0 uses every core this process may run on.
         batch_tokens: padded tokens per batch; bounds memory whatever the number of documents.
+            ``None`` (default): 1024 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
 
     On the CPU, the first Reranker of a process tunes glibc's malloc for CTranslate2 (about 1.8x
-    faster; see :func:`fastrerank.allocator.tune_malloc`); ``FASTRERANK_ALLOCATOR=system`` opts out.
+    faster; see :func:`fastrerank.allocator.tune_malloc`) and, on a CPU with AVX-512, lets
+    CTranslate2 use its AVX-512 kernels (:func:`fastrerank.allocator.tune_cpu_isa`);
+    ``FASTRERANK_ALLOCATOR=system`` opts out of both.
 
     Example:
         >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
@@ -78,7 +90,7 @@ class Reranker:
         compute_type: str = "default",
         max_length: int | None = None,
         threads: int = 0,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        batch_tokens: int | None = None,
         revision: str | None = None,
         allow_pickle: bool = False,
     ) -> None:
@@ -88,7 +100,9 @@ class Reranker:
                 f"{describe_value(compute_type)} is not a valid compute_type (accepted: {', '.join(COMPUTE_TYPES)})"
             )
         threads = check_int("threads", threads, minimum=0)
-        self.batch_tokens = check_int("batch_tokens", batch_tokens, minimum=1)
+        self.batch_tokens = (
+            default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
+        )
         quantization = conversion_quantization(self.device, compute_type)
         self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
         self.metadata = model_format.verify_folder(self.model_path)
@@ -97,6 +111,7 @@ class Reranker:
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
         if self.device == "cpu":
             tune_malloc()  # before CTranslate2 starts its threads: ~1.8x faster on CPU (fastrerank.allocator)
+            tune_cpu_isa()  # before CTranslate2 selects its kernels: AVX-512 on AMD CPUs that have it
         self._runtime = EncoderRuntime(
             self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores()
         )

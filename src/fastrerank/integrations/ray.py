@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import FastRerankError, InferenceError, InvalidInputError, InvalidTypeError, MissingDependencyError, describe_value
-from ..reranker import DEFAULT_BATCH_TOKENS, Reranker
+from ..reranker import Reranker
 from ..validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_int, check_query, check_rank_options
 from .batches import Batch, add_column, column_names, column_values
 
@@ -110,7 +110,7 @@ class RerankScorer:
         compute_type: str = "default",
         max_length: int | None = None,
         threads: int | None = None,
-        batch_tokens: int = DEFAULT_BATCH_TOKENS,
+        batch_tokens: int | None = None,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
