@@ -128,11 +128,35 @@ def spearman(a: list[float], b: list[float]) -> float:
     return float(spearmanr(a, b).statistic)
 
 
+PEERS = ("torch-fp32", "st-onnx-int8", "st-openvino-int8")
+TARGETS = {"torch-fp32": ">= 5x", "st-onnx-int8": ">= 1.5x", "st-openvino-int8": "> 1x"}
+
+
+def targets(summary: dict) -> list[str]:
+    """fastrerank int8 (library and command line) against the peers named in the targets, W1, wall and CPU time."""
+    table = summary["table"]
+    ours = [s for s in (OURS, OURS + "+cli-env") if (s, "W1") in table]
+    peers = [p for p in PEERS if (p, "W1") in table]
+    if not ours or not peers:
+        return []
+    lines = ["### Targets on W1 (ratio of median wall time; CPU time in brackets)", "",
+             "| fastrerank | " + " | ".join(f"x {p} (target {TARGETS[p]})" for p in peers) + " | Spearman vs torch fp32 |",
+             "|---|" + "---:|" * (len(peers) + 1)]
+    ref = table.get((REFERENCE, "W1"))
+    for system in ours:
+        row = table[(system, "W1")]
+        cells = [f"{table[(p, 'W1')]['median_s'] / row['median_s']:.2f} ({table[(p, 'W1')]['cpu_s'] / row['cpu_s']:.2f})"
+                 for p in peers]
+        rho = f"{spearman(row['scores'], ref['scores']):.4f}" if ref else "-"
+        lines.append(f"| {system} | " + " | ".join(cells) + f" | {rho} |")
+    return [*lines, ""]
+
+
 def markdown(summary: dict, root: Path) -> str:
     table = summary["table"]
     systems = sorted({s for s, _ in table}, key=lambda s: (table[next(k for k in table if k[0] == s)]["group"] != "main", s))
     names = sorted({w for _, w in table})
-    lines = []
+    lines = targets(summary)
     for name in names:
         w = summary["workloads"]["workloads"][name]
         rows = rows_of(w)
@@ -178,28 +202,29 @@ def markdown(summary: dict, root: Path) -> str:
     return "\n".join(lines)
 
 
-def charts(summary: dict, out: Path) -> list[str]:
+def charts(summary: dict, out: Path, suffix: str) -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     table = summary["table"]
-    shown = {"fastrerank-int8+glibc-env+thp": "fastrerank-int8 (CLI: glibc switches)",
-             "fastrerank-int8+mimalloc": "fastrerank-int8 (mimalloc)"}
-    main = sorted({s for (s, _), r in table.items() if r["group"] == "main" or s in shown})
+    config = summary["config"]
+    shape = f"{config['hidden_size']}x{config['num_hidden_layers']}"
+    shown = {"fastrerank-int8+cli-env": "fastrerank-int8 (CLI)"}
+    main = sorted({s for (s, _), r in table.items() if r["group"] == "main"})
     names = [w for w in ("W1", "W2", "W4") if any((s, w) in table for s in main)]
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
-        present = sorted((s for s in main if (s, name) in table), key=lambda s: table[(s, name)]["pairs_per_cpu_s"])
-        values = [2 * table[(s, name)]["pairs_per_cpu_s"] for s in present]
+        present = sorted((s for s in main if (s, name) in table), key=lambda s: table[(s, name)]["pairs_per_s"])
+        values = [table[(s, name)]["pairs_per_s"] for s in present]
         colors = ["tab:red" if s.startswith("fastrerank") else "tab:gray" for s in present]
         ax.barh([shown.get(s, s) for s in present], values, color=colors)
         ax.set_title(textwrap.fill(f"{name}: {summary['workloads']['workloads'][name]['about']}", 48), fontsize=8)
-        ax.set_xlabel("pairs/s on 2 cores, from CPU time (higher is better)", fontsize=8)
-    fig.suptitle("Throughput, base shape (768x12), 2 threads, random weights (median CPU time per call)", fontsize=10)
+        ax.set_xlabel("pairs/s, 2 threads (higher is better)", fontsize=8)
+    fig.suptitle(f"Throughput, {shape} shape, 2 threads, random weights (median wall time per call)", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
+    fig.savefig(out / f"throughput{suffix}.png", dpi=110)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
     present = sorted((s for s in main if (s, "W3") in table), key=lambda s: table[(s, "W3")]["p50_s"])
@@ -208,14 +233,14 @@ def charts(summary: dict, out: Path) -> list[str]:
     y = range(len(present))
     ax.barh([i + 0.2 for i in y], p50, height=0.4, label="p50", color="tab:blue")
     ax.barh([i - 0.2 for i in y], p95, height=0.4, label="p95", color="tab:orange")
-    ax.set_yticks(list(y), present)
+    ax.set_yticks(list(y), [shown.get(s, s) for s in present])
     ax.set_xlabel("ms per call: 1 query x 8 documents of ~100 tokens (lower is better)")
     ax.legend()
-    ax.set_title("Latency (W3), base shape, 2 threads", fontsize=10)
+    ax.set_title(f"Latency (W3), {shape} shape, 2 threads", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out / "latency.png", dpi=110)
+    fig.savefig(out / f"latency{suffix}.png", dpi=110)
     plt.close(fig)
-    return ["throughput.png", "latency.png"]
+    return [f"throughput{suffix}.png", f"latency{suffix}.png"]
 
 
 def main() -> None:
@@ -226,7 +251,8 @@ def main() -> None:
     parser.add_argument("--peers-python", default="python3")
     args = parser.parse_args()
     summary = summarise(args.root)
-    charts(summary, args.results.parent)
+    suffix = args.results.stem.removeprefix("RESULTS")  # RESULTS.md: "", RESULTS-large.md: "-large"
+    charts(summary, args.results.parent, suffix)
     fr = versions(args.fastrerank_python, ["ctranslate2", "tokenizers", "numpy"])
     peers = versions(args.peers_python, ["torch", "transformers", "sentence-transformers", "onnxruntime", "openvino",
                                          "optimum", "optimum-onnx", "optimum-intel", "nncf", "tokenizers"])
@@ -241,7 +267,7 @@ def main() -> None:
     head, _, rest = text.partition(START)
     _, _, tail = rest.partition(END)
     args.results.write_text(head + generated + tail)
-    (args.results.parent / "results-summary.json").write_text(json.dumps(
+    (args.results.parent / f"results-summary{suffix}.json").write_text(json.dumps(
         {f"{s}|{w}": {k: v for k, v in r.items() if k != "scores"} for (s, w), r in summary["table"].items()}, indent=1))
     print(f"wrote {args.results}")
 

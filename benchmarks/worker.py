@@ -25,7 +25,8 @@ from pathlib import Path
 
 Scorer = Callable[[str, list[str]], list[float]]
 BATCH_SIZE = 32  # the peers' batch size (rows); FlagEmbedding and sentence-transformers sort by length
-BATCH_TOKENS = int(os.environ.get("BENCH_BATCH_TOKENS", "8192"))  # fastrerank and raw CTranslate2
+# fastrerank's padded-token budget per batch; unset: the library's CPU default (raw CTranslate2 uses it too)
+BATCH_TOKENS = int(os.environ["BENCH_BATCH_TOKENS"]) if os.environ.get("BENCH_BATCH_TOKENS") else None
 
 
 def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
@@ -47,12 +48,19 @@ def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
 
 def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
-    batches under the same padded-token budget as fastrerank, and the head in numpy."""
+    batches under the same padded-token budget as fastrerank, and the head in numpy; the same
+    process tuning as a fastrerank ``Reranker`` (malloc, ISA), so the difference is the pipeline."""
     import ctranslate2
     import numpy as np
     from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
+    from fastrerank.allocator import tune_cpu_isa, tune_malloc
+    from fastrerank.reranker import default_batch_tokens
+
+    tune_malloc()
+    tune_cpu_isa()
+    budget = BATCH_TOKENS or default_batch_tokens("cpu")
     folder = root / "fastrerank-int8"
     encoder = ctranslate2.Encoder(str(folder), device="cpu", compute_type=compute_type, intra_threads=threads)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
@@ -70,7 +78,7 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
         start = 0
         while start < len(order):
             width = len(rows[order[start]])
-            count = max(1, BATCH_TOKENS // width)
+            count = max(1, budget // width)
             batch = order[start : start + count]
             out = encoder.forward_batch([rows[i] for i in batch])
             first = np.asarray(out.last_hidden_state)[:, 0, :]

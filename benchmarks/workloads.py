@@ -40,20 +40,23 @@ def _words(rng: random.Random) -> list[str]:
 
 
 def _text_of(tokenizer: Tokenizer, sentences: list[str], rng: random.Random, tokens: int) -> str:
-    """A text of exactly ``tokens`` tokens (no special tokens), cut at a token boundary."""
-    parts: list[str] = []
-    while True:
-        parts.append(rng.choice(sentences))
-        text = " ".join(parts)
-        encoding = tokenizer.encode(text, add_special_tokens=False)
-        if len(encoding.ids) >= tokens + 8:
-            break
-    for cut in range(tokens, tokens + 8):
-        # Cut at the end offset of token `cut`; re-encoding may merge pieces, so check.
-        candidate = text[: encoding.offsets[cut - 1][1]]
-        if len(tokenizer.encode(candidate, add_special_tokens=False).ids) == tokens:
-            return candidate
-        encoding = tokenizer.encode(text, add_special_tokens=False)
+    """A text of exactly ``tokens`` tokens (no special tokens), cut at a token boundary.
+
+    Re-encoding a cut text may segment its last word differently, so cuts near the target are
+    tried until one gives exactly ``tokens``; a fresh text is drawn when none does.
+    """
+    for _attempt in range(100):
+        parts: list[str] = []
+        while True:
+            parts.append(rng.choice(sentences))
+            text = " ".join(parts)
+            encoding = tokenizer.encode(text, add_special_tokens=False)
+            if len(encoding.ids) >= tokens + 16:
+                break
+        for cut in sorted(range(max(1, tokens - 8), tokens + 16), key=lambda c: abs(c - tokens)):
+            candidate = text[: encoding.offsets[cut - 1][1]]
+            if len(tokenizer.encode(candidate, add_special_tokens=False).ids) == tokens:
+                return candidate
     raise RuntimeError(f"could not cut a text to {tokens} tokens")
 
 
