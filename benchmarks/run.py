@@ -54,6 +54,8 @@ def systems(mimalloc: str | None) -> list[System]:
         System("fastrerank-float32", "fastrerank"),
         # Tuning variants: what each default is worth (W1; README "Performance on CPU").
         System("fastrerank-int8+system", "fastrerank", ("W1", "W2"), {"FASTRERANK_ALLOCATOR": "system"}, "tuning"),
+        System("fastrerank-int8+nommap", "fastrerank", ("W1", "W2"),
+               {**GLIBC_ENV, "MALLOC_MMAP_MAX_": "0", "CT2_FORCE_CPU_ISA": "AVX512"}, "tuning"),
         System("fastrerank-int8+avx2", "fastrerank", ("W1",), {"CT2_FORCE_CPU_ISA": "AVX2"}, "tuning"),
         System("fastrerank-int8+bt8192", "fastrerank", ("W1", "W2"), {"BENCH_BATCH_TOKENS": "8192"}, "tuning"),
         System("fastrerank-int8+bt2048", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "2048"}, "tuning"),
