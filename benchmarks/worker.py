@@ -48,7 +48,7 @@ def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
 
 def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
-    batches under the same padded-token budget as fastrerank, and the head in numpy; the same
+    batches under the same padded-token budget as fastrerank, and fastrerank's numpy head; the same
     process tuning as a fastrerank ``Reranker`` (malloc, ISA), so the difference is the pipeline."""
     import ctranslate2
     import numpy as np
@@ -56,6 +56,7 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     from tokenizers import Tokenizer
 
     from fastrerank.allocator import tune_cpu_isa, tune_malloc
+    from fastrerank.engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
     from fastrerank.reranker import default_batch_tokens
 
     tune_malloc()
@@ -64,7 +65,9 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     folder = root / "fastrerank-int8"
     encoder = ctranslate2.Encoder(str(folder), device="cpu", compute_type=compute_type, intra_threads=threads)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    head = load_file(str(folder / "head.safetensors"))
+    tensors = load_file(str(folder / "head.safetensors"))
+    head = ClassificationHead(tensors["classifier.dense.weight"], tensors["classifier.dense.bias"],
+                              tensors["classifier.out_proj.weight"], tensors["classifier.out_proj.bias"])
     cache: dict[tuple[str, int], list[list[int]]] = {}
 
     def score(query: str, docs: list[str]) -> list[float]:
@@ -81,9 +84,7 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
             count = max(1, budget // width)
             batch = order[start : start + count]
             out = encoder.forward_batch([rows[i] for i in batch])
-            first = np.asarray(out.last_hidden_state)[:, 0, :]
-            hidden = np.tanh(first @ head["classifier.dense.weight"].T + head["classifier.dense.bias"])
-            logits[batch] = hidden @ head["classifier.out_proj.weight"][0] + head["classifier.out_proj.bias"][0]
+            logits[batch] = head(np.asarray(out.last_hidden_state)[:, 0, :])
             start += count
         return logits.tolist()
 
