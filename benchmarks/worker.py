@@ -52,10 +52,11 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     process tuning as a fastrerank ``Reranker`` (malloc, ISA), so the difference is the pipeline."""
     import ctranslate2
     import numpy as np
-    from safetensors.numpy import load_file
     from tokenizers import Tokenizer
 
+    from fastrerank import model_format
     from fastrerank.allocator import tune_cpu_isa, tune_malloc
+    from fastrerank.engine.batching import plan_batches
     from fastrerank.engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
     from fastrerank.reranker import default_batch_tokens
 
@@ -65,9 +66,7 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     folder = root / "fastrerank-int8"
     encoder = ctranslate2.Encoder(str(folder), device="cpu", compute_type=compute_type, intra_threads=threads)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
-    tensors = load_file(str(folder / "head.safetensors"))
-    head = ClassificationHead(tensors["classifier.dense.weight"], tensors["classifier.dense.bias"],
-                              tensors["classifier.out_proj.weight"], tensors["classifier.out_proj.bias"])
+    head = ClassificationHead.from_file(folder / model_format.HEAD_FILE, model_format.verify_folder(folder).hidden_size)
     cache: dict[tuple[str, int], list[list[int]]] = {}
 
     def score(query: str, docs: list[str]) -> list[float]:
@@ -76,16 +75,10 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
             encoded = [e.ids for e in tokenizer.encode_batch([(query, d) for d in docs])]
             cache[key] = [ids if len(ids) <= 512 else ids[:511] + [ids[-1]] for ids in encoded]  # truncate, keep </s>
         rows = cache[key]
-        order = sorted(range(len(rows)), key=lambda i: -len(rows[i]))
         logits = np.empty(len(rows), dtype=np.float32)
-        start = 0
-        while start < len(order):
-            width = len(rows[order[start]])
-            count = max(1, budget // width)
-            batch = order[start : start + count]
+        for batch in plan_batches([len(row) for row in rows], budget):
             out = encoder.forward_batch([rows[i] for i in batch])
             logits[batch] = head(np.asarray(out.last_hidden_state)[:, 0, :])
-            start += count
         return logits.tolist()
 
     return score

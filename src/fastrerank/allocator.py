@@ -81,6 +81,11 @@ def find_mimalloc() -> Path | None:
     return None
 
 
+def _choice(environ: Mapping[str, str]) -> str:
+    """``FASTRERANK_ALLOCATOR`` as given (lower case), ``auto`` when unset or empty."""
+    return environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+
+
 def _glibc_env(environ: Mapping[str, str]) -> dict[str, str]:
     env = {name: value for name, value in GLIBC_ENV.items() if name not in environ}  # the user's own values win
     tunables = environ.get("GLIBC_TUNABLES", "")
@@ -126,7 +131,7 @@ def plan_allocator(
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
-    choice = environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+    choice = _choice(environ)
     if not platform.startswith("linux") or ENV_MARKER in environ or choice == "system":
         return None
     if environ.get("LD_PRELOAD"):
@@ -199,7 +204,7 @@ def should_tune_malloc(environ: Mapping[str, str] | None = None, *, platform: st
     """
     environ = os.environ if environ is None else environ
     platform = sys.platform if platform is None else platform
-    choice = environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+    choice = _choice(environ)
     if not platform.startswith("linux") or choice in ("system", "mimalloc") or environ.get("LD_PRELOAD"):
         return False
     if any(name.startswith("MALLOC_") for name in environ):
@@ -247,7 +252,7 @@ def tune_cpu_isa(environ: MutableMapping[str, str] | None = None, *, flags: froz
     CTranslate2 model keeps the ISA it selected then.
     """
     environ = os.environ if environ is None else environ
-    choice = environ.get(ENV_CHOICE, "auto").strip().lower() or "auto"
+    choice = _choice(environ)
     if choice == "system":
         return False
     isa = _isa_env(environ, cpu_flags() if flags is None else flags)
