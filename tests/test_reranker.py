@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 import pytest
 
@@ -193,6 +194,10 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
         Reranker(folder, device="tpu")
     with pytest.raises(InvalidInputError, match="'int4' is not a valid compute_type"):
         Reranker(folder, compute_type="int4")
+    # A valid compute type this device cannot run is refused up front, not reported as a broken model.
+    with pytest.raises(InvalidInputError, match=r"compute_type='float16' is not supported on cpu by this "
+                                                r"CTranslate2 build \(supported: float32, int8, int8_float32"):
+        Reranker(folder, device="cpu", compute_type="float16")
     with pytest.raises(fastrerank.ModelNotFoundError, match="does not exist"):
         Reranker(folder.parent / "nope")
     with pytest.raises(InvalidTypeError, match="model must be a path or a hub id"):
@@ -202,6 +207,12 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
     assert Reranker(folder, batch_tokens=100).batch_tokens == 100
     with pytest.raises(InvalidInputError, match=r"batch_tokens must be .*1.*got 0"):
         Reranker(folder, batch_tokens=0)
+
+
+@pytest.mark.skipif(ctranslate2.get_cuda_device_count() > 0, reason="this machine has a CUDA device")
+def test_cuda_without_a_gpu_is_refused_up_front(converted) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidInputError, match=r"device='cuda' but CTranslate2 sees no CUDA device"):
+        Reranker(converted("tiny"), device="cuda")
 
 
 def test_batch_budget_does_not_change_scores(converted) -> None:  # type: ignore[no-untyped-def]

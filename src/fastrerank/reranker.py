@@ -103,6 +103,7 @@ class Reranker:
         self.batch_tokens = (
             default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
         )
+        _check_device_supports(self.device, compute_type)  # before converting anything
         quantization = conversion_quantization(self.device, compute_type)
         self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
         self.metadata = model_format.verify_folder(self.model_path)
@@ -255,6 +256,29 @@ def _resolve_device(device: object) -> str:
     import ctranslate2
 
     return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def _check_device_supports(device: str, compute_type: str) -> None:
+    """Refuse a device or compute type CTranslate2 cannot run here, naming the parameter.
+
+    Without this, the request fails only when CTranslate2 loads the model (after a conversion),
+    and its error reads like a broken model folder.
+    """
+    import ctranslate2
+
+    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+        raise InvalidInputError(
+            "device='cuda' but CTranslate2 sees no CUDA device (no GPU, no driver, or a CPU-only build); "
+            "use device='cpu' or 'auto'"
+        )
+    if compute_type in ("default", "auto"):
+        return
+    supported = ctranslate2.get_supported_compute_types(device)
+    if compute_type not in supported:
+        raise InvalidInputError(
+            f"compute_type={compute_type!r} is not supported on {device} by this CTranslate2 build "
+            f"(supported: {', '.join(sorted(supported))})"
+        )
 
 
 def _usable_cores() -> int:
