@@ -29,12 +29,14 @@ BATCH_SIZE = 32  # the peers' batch size (rows); FlagEmbedding and sentence-tran
 BATCH_TOKENS = int(os.environ["BENCH_BATCH_TOKENS"]) if os.environ.get("BENCH_BATCH_TOKENS") else None
 
 
-def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
+def fastrerank_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
+                      batch_tokens: int | None = BATCH_TOKENS) -> Scorer:
+    """``fastrerank.Reranker.rank`` end to end; the int8 folder for the int8 compute types, else the type's own."""
     import fastrerank
 
-    folder = root / ("fastrerank-float32" if compute_type == "float32" else "fastrerank-int8")
-    reranker = fastrerank.Reranker(folder, device="cpu", compute_type=compute_type, threads=threads,
-                                   batch_tokens=BATCH_TOKENS)
+    folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
+    reranker = fastrerank.Reranker(folder, device=device, compute_type=compute_type, threads=threads,
+                                   batch_tokens=batch_tokens)
 
     def score(query: str, docs: list[str]) -> list[float]:
         ranking = reranker.rank(query, docs)
@@ -46,7 +48,8 @@ def fastrerank_system(root: Path, compute_type: str, threads: int) -> Scorer:
     return score
 
 
-def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
+def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
+                   flash_attention: bool = False) -> Scorer:
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
     batches under the same padded-token budget as fastrerank, and fastrerank's numpy head; the same
     process tuning as a fastrerank ``Reranker`` (malloc, ISA), so the difference is the pipeline."""
@@ -60,11 +63,13 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
     from fastrerank.engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
     from fastrerank.reranker import default_batch_tokens
 
-    tune_malloc()
-    tune_cpu_isa()
-    budget = BATCH_TOKENS or default_batch_tokens("cpu")
-    folder = root / "fastrerank-int8"
-    encoder = ctranslate2.Encoder(str(folder), device="cpu", compute_type=compute_type, intra_threads=threads)
+    if device == "cpu":
+        tune_malloc()
+        tune_cpu_isa()
+    budget = BATCH_TOKENS or default_batch_tokens(device)
+    folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
+    encoder = ctranslate2.Encoder(str(folder), device=device, compute_type=compute_type, intra_threads=threads,
+                                  flash_attention=flash_attention)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     head = ClassificationHead.from_file(folder / model_format.HEAD_FILE, model_format.verify_folder(folder).hidden_size)
     cache: dict[tuple[str, int], list[list[int]]] = {}
@@ -77,15 +82,18 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int) -> Scorer:
         rows = cache[key]
         logits = np.empty(len(rows), dtype=np.float32)
         for batch in plan_batches([len(row) for row in rows], budget):
-            out = encoder.forward_batch([rows[i] for i in batch])
-            logits[batch] = head(np.asarray(out.last_hidden_state)[:, 0, :])
+            states = encoder.forward_batch([rows[i] for i in batch]).last_hidden_state
+            if device != "cpu":  # the same copy back to the host that fastrerank makes
+                states = states.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
+            logits[batch] = head(np.asarray(states)[:, 0, :])
         return logits.tolist()
 
     return score
 
 
-def torch_system(root: Path, threads: int) -> Scorer:
-    """transformers + torch fp32, length-sorted batches (FlagEmbedding's ``compute_score`` method)."""
+def torch_system(root: Path, threads: int, device: str = "cpu", dtype: str = "float32",
+                 batch_size: int = BATCH_SIZE) -> Scorer:
+    """transformers + torch, length-sorted batches (FlagEmbedding's ``compute_score`` method)."""
     import numpy as np
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -93,6 +101,7 @@ def torch_system(root: Path, threads: int) -> Scorer:
     torch.set_num_threads(threads)
     tokenizer = AutoTokenizer.from_pretrained(root / "hf")
     model = AutoModelForSequenceClassification.from_pretrained(root / "hf").eval()
+    model = model.to(device=device, dtype=getattr(torch, dtype))
 
     @torch.inference_mode()
     def score(query: str, docs: list[str]) -> list[float]:
@@ -100,23 +109,29 @@ def torch_system(root: Path, threads: int) -> Scorer:
         lengths = [len(ids) for ids in tokenizer(pairs, truncation=True, max_length=512)["input_ids"]]
         order = np.argsort([-n for n in lengths])
         scores = np.empty(len(pairs), dtype=np.float32)
-        for start in range(0, len(pairs), BATCH_SIZE):
-            batch = order[start : start + BATCH_SIZE]
+        for start in range(0, len(pairs), batch_size):
+            batch = order[start : start + batch_size]
             features = tokenizer([pairs[i] for i in batch], padding=True, truncation=True, max_length=512,
-                                 return_tensors="pt")
-            scores[batch] = model(**features).logits[:, 0].float().numpy()
+                                 return_tensors="pt").to(device)
+            scores[batch] = model(**features).logits[:, 0].float().cpu().numpy()
         return scores.tolist()
 
     return score
 
 
-def cross_encoder_system(root: Path, backend: str, threads: int) -> Scorer:
+def cross_encoder_system(root: Path, backend: str, threads: int, device: str = "cpu",
+                         dtype: str | None = None) -> Scorer:
+    """sentence-transformers ``CrossEncoder.predict``; ``dtype`` (torch backend only) e.g. ``"float16"`` on CUDA."""
     import torch
+    import transformers
     from sentence_transformers import CrossEncoder
 
     torch.set_num_threads(threads)
     if backend == "torch":
-        model = CrossEncoder(str(root / "hf"), device="cpu", max_length=512)
+        # transformers 5 renamed from_pretrained's torch_dtype to dtype
+        dtype_key = "dtype" if int(transformers.__version__.split(".")[0]) >= 5 else "torch_dtype"
+        model = CrossEncoder(str(root / "hf"), device=device, max_length=512,
+                             model_kwargs={dtype_key: getattr(torch, dtype)} if dtype else {})
     elif backend == "onnx":
         import onnxruntime
 

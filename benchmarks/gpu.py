@@ -1,0 +1,339 @@
+"""The CUDA benchmark: fastrerank (float16, int8_float16) against transformers + torch fp16 and
+sentence-transformers ``CrossEncoder`` fp16, on one GPU, in one process, systems interleaved.
+
+Run on a GPU machine with ``bash benchmarks/gpu.sh`` (it installs nothing from the network). The
+models are rebuilt there from the same seeds as the CPU benchmark's (``fastrerank.testing``, random
+weights, full-size architectures); the workloads are the CPU benchmark's ``workloads.json`` files.
+A CPU smoke run of every code path: ``python benchmarks/gpu.py --device cpu --shapes tiny
+--compute-types int8,float32 --torch-dtype float32 --rounds 1``.
+
+Writes ``gpu-results.json`` (every timed call, scores, memory, versions) and ``RESULTS-gpu.md``
+into ``--out``. Scores are compared with transformers fp32 on the same GPU and weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "src"))
+sys.path.insert(0, str(HERE))
+
+from report import flops_of, percentile, rows_of  # noqa: E402
+from worker import Scorer, cross_encoder_system, ct2_raw_system, fastrerank_system, torch_system, windows  # noqa: E402
+
+WORKLOADS = (("W3", 10), ("W1", 1), ("W2", 1), ("W4", 1))  # (workload, timed calls per round)
+REFERENCE = "torch-fp32"  # the fidelity reference: transformers fp32 on the same device
+LOGITS = ("torch-", "ct2-raw-")  # systems that return raw logits (the others return sigmoid scores)
+
+
+def build(shape: str, work: Path, compute_types: list[str]) -> Path:
+    """The random-weight HF folder (same seed as the CPU benchmark) and its fastrerank conversions."""
+    import fastrerank
+    from fastrerank.testing import ModelShape, make_reranker_folder
+
+    root = work / shape
+    if not (root / "hf" / "config.json").exists():
+        start = time.perf_counter()
+        make_reranker_folder(root / "hf", getattr(ModelShape, shape)(), seed=0)
+        print(f"[gpu] {shape}: model generated in {time.perf_counter() - start:.1f} s", flush=True)
+    for quantization in sorted({"int8" if t.startswith("int8") else t for t in compute_types}):
+        out = root / f"fastrerank-{quantization}"
+        if not out.exists():
+            start = time.perf_counter()
+            fastrerank.convert(root / "hf", out, quantization=quantization, progress=False)
+            print(f"[gpu] {shape}: converted to {quantization} in {time.perf_counter() - start:.1f} s", flush=True)
+    return root
+
+
+def systems(device: str, compute_types: list[str], dtype: str) -> dict[str, Callable[[Path], Scorer]]:
+    """Name -> loader. fastrerank at its CUDA default batch budget (8192 tokens) and two others."""
+    found: dict[str, Callable[[Path], Scorer]] = {
+        REFERENCE: lambda root: torch_system(root, 1, device, "float32"),
+        f"torch-{dtype}": lambda root: torch_system(root, 1, device, dtype),
+        f"torch-{dtype}-b128": lambda root: torch_system(root, 1, device, dtype, batch_size=128),
+        f"st-torch-{dtype}": lambda root: cross_encoder_system(root, "torch", 1, device, dtype),
+        f"ct2-raw-{compute_types[0]}": lambda root: ct2_raw_system(root, compute_types[0], 1, device),
+        # CTranslate2's FlashAttention-2 path (Ampere and newer, fp16/bf16), if this build has it
+        f"ct2-raw-{compute_types[0]}+flash": lambda root: ct2_raw_system(root, compute_types[0], 1, device,
+                                                                         flash_attention=True),
+    }
+    for compute_type in compute_types:
+        found[f"fastrerank-{compute_type}"] = (
+            lambda root, c=compute_type: fastrerank_system(root, c, 1, device))
+    for budget in (2048, 32768):
+        found[f"fastrerank-{compute_types[0]}+bt{budget}"] = (
+            lambda root, b=budget: fastrerank_system(root, compute_types[0], 1, device, batch_tokens=b))
+    return found
+
+
+def device_memory_used_mb(device: str) -> float:
+    """Memory in use on the GPU (all allocators of this process and any other), or RSS on a CPU."""
+    if device == "cuda":
+        import torch
+
+        free, total = torch.cuda.mem_get_info()
+        return (total - free) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gemm_peak(device: str) -> dict[str, float]:
+    """Dense GEMM rates on this device (TFLOP/s; TOP/s for int8): 8192^3 products, median of 10."""
+    import torch
+
+    if device != "cuda":
+        return {}
+    n = 8192
+    out = {}
+    for name, make, mm in (
+        ("float16", lambda: torch.randn(n, n, device="cuda", dtype=torch.float16), torch.matmul),
+        ("bfloat16", lambda: torch.randn(n, n, device="cuda", dtype=torch.bfloat16), torch.matmul),
+        ("int8", lambda: torch.randint(-128, 127, (n, n), device="cuda", dtype=torch.int8), torch._int_mm),
+    ):
+        a, b = make(), make()
+        for _ in range(3):
+            mm(a, b)
+        times = []
+        for _ in range(10):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            mm(a, b)
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        out[name] = 2.0 * n**3 / statistics.median(times) / 1e12
+        del a, b
+    torch.cuda.empty_cache()
+    return out
+
+
+def run_shape(shape: str, args: argparse.Namespace, log: list[dict]) -> None:
+    root = build(shape, args.work, args.compute_types)
+    workloads = json.loads((args.workloads_dir / shape / "workloads.json").read_text())["workloads"]
+    loaders = systems(args.device, args.compute_types, args.torch_dtype)
+    if args.only:
+        loaders = {k: v for k, v in loaders.items() if k in args.only or k == REFERENCE}
+    loaded: dict[str, Scorer] = {}
+    prepared: dict[tuple[str, str], tuple[list[str], list[int] | None]] = {}
+    for name, loader in loaders.items():
+        before = device_memory_used_mb(args.device)
+        start = time.perf_counter()
+        try:
+            scorer = loader(root)
+            load_s = time.perf_counter() - start
+            for workload, w in workloads.items():
+                docs, owners = list(w["docs"]), None
+                if max(w["doc_tokens"]) + w["query_tokens"] + 4 > 512 and not name.startswith("fastrerank"):
+                    docs, owners = windows(root / "hf" / "tokenizer.json", w["query"], docs)  # cut untimed
+                prepared[(name, workload)] = (docs, owners)
+                for _ in range(2):  # warm-up: kernels, allocator caches, autotuning
+                    scorer(w["query"], docs)
+        except Exception as err:  # a system that cannot load or run is reported, not fatal
+            log.append({"event": "load_failed", "shape": shape, "system": name, "error": repr(err)})
+            print(f"[gpu] {shape} {name}: failed: {err!r}", flush=True)
+            continue
+        memory = device_memory_used_mb(args.device) - before
+        log.append({"event": "ready", "shape": shape, "system": name, "load_s": load_s, "memory_mb": memory})
+        print(f"[gpu] {shape} {name}: loaded in {load_s:.1f} s, {memory:.0f} MiB", flush=True)
+        loaded[name] = scorer
+    rng = random.Random(0)
+    for r in range(args.rounds):
+        for workload, reps in WORKLOADS:
+            order = list(loaded)
+            rng.shuffle(order)
+            for name in order:
+                w = workloads[workload]
+                docs, owners = prepared[(name, workload)]
+                seconds = []
+                for _ in range(reps):
+                    t0 = time.perf_counter()
+                    scores = loaded[name](w["query"], docs)  # returns host floats: the GPU work is done
+                    if owners is not None:  # the peers' windows, max-pooled per document
+                        pooled = [float("-inf")] * (max(owners) + 1)
+                        for owner, value in zip(owners, scores):
+                            pooled[owner] = max(pooled[owner], value)
+                        scores = pooled
+                    seconds.append(time.perf_counter() - t0)
+                log.append({"event": "call", "shape": shape, "round": r, "system": name, "workload": workload,
+                            "seconds": seconds, "scores": scores})
+        print(f"[gpu] {shape}: round {r + 1}/{args.rounds} done", flush=True)
+    loaded.clear()
+    gc.collect()
+    if args.device == "cuda":
+        import torch
+
+        torch.cuda.empty_cache()
+
+
+def _sigmoid(values: list[float], system: str) -> list[float]:
+    if system.startswith(LOGITS):
+        return [1.0 / (1.0 + math.exp(-v)) for v in values]
+    return values
+
+
+def _ratio(cells: dict[tuple[str, str], dict], other: str | None, workload: str, median: float) -> str:
+    """How many times faster than ``other`` a median of ``median`` seconds is, on ``workload``."""
+    if other is None or (other, workload) not in cells:
+        return "n/a"
+    return f"{statistics.median(cells[(other, workload)]['seconds']) / median:.2f}"
+
+
+def summarise(log: list[dict], args: argparse.Namespace) -> str:
+    from scipy.stats import spearmanr
+
+    meta = next(r for r in log if r.get("event") == "meta")
+    lines = [
+        "# fastrerank on a GPU",
+        "",
+        f"Generated by `benchmarks/gpu.py` ({meta['date']}) on {meta['gpu']}; torch {meta['torch']}, "
+        f"transformers {meta['transformers']}, sentence-transformers {meta['sentence_transformers']}, "
+        f"CTranslate2 {meta['ctranslate2']}; {args.rounds} interleaved rounds, medians. Same random-weight "
+        "models (compute cost equal to the real ones) and workloads as the CPU benchmark; fidelity is "
+        "against transformers fp32 on the same GPU.",
+        "",
+    ]
+    if meta.get("gemm_peak"):
+        peak = meta["gemm_peak"]
+        lines += ["Dense GEMM on this GPU (8192^3, torch): " + ", ".join(f"{k} {v:.0f} T/s" for k, v in peak.items()), ""]
+    for note in meta.get("notes", []):
+        lines += [f"- {note}"]
+    for failed in (r for r in log if r.get("event") == "load_failed"):
+        lines += [f"- {failed['shape']} {failed['system']} did not load: `{failed['error'][:200]}`"]
+    lines.append("")
+    calls = [r for r in log if r.get("event") == "call"]
+    for shape in dict.fromkeys(c["shape"] for c in calls):  # the shapes run so far
+        config = json.loads((args.work / shape / "hf" / "config.json").read_text())
+        workloads = json.loads((args.workloads_dir / shape / "workloads.json").read_text())["workloads"]
+        ready = {r["system"]: r for r in log if r.get("event") == "ready" and r["shape"] == shape}
+        cells: dict[tuple[str, str], dict] = {}
+        for r in (c for c in calls if c["shape"] == shape):
+            cell = cells.setdefault((r["system"], r["workload"]), {"seconds": [], "scores": r["scores"]})
+            cell["seconds"] += r["seconds"]
+        if not cells:
+            continue
+        dtype = args.torch_dtype
+        baseline = min((s for s in ready if s.startswith(f"torch-{dtype}")),
+                       key=lambda s: statistics.median(cells[(s, "W1")]["seconds"]), default=None)
+        ours = f"fastrerank-{args.compute_types[0]}"
+        lines += [f"## {shape}", "",
+                  f"`{baseline}` is the faster of the two torch {dtype} batch sizes (32 and 128 rows) on W1.", "",
+                  f"| system | workload | median s | p50 / p95 ms | pairs/s | tokens/s | x {baseline} | x {ours} "
+                  "| peak fraction | Spearman vs fp32 | max abs diff | memory MiB |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for (workload, _) in sorted(WORKLOADS, key=lambda x: x[0]):
+            w = workloads[workload]
+            rows = rows_of(w)
+            for system in ready:
+                if (system, workload) not in cells:
+                    continue
+                cell = cells[(system, workload)]
+                median = statistics.median(cell["seconds"])
+                ref = cells.get((REFERENCE, workload))
+                rho = diff = float("nan")
+                if ref and system != REFERENCE:
+                    a, b = _sigmoid(cell["scores"], system), _sigmoid(ref["scores"], REFERENCE)
+                    rho = float(spearmanr(a, b).statistic)
+                    diff = max(abs(x - y) for x, y in zip(a, b))
+                precision = "int8" if "int8" in system else ("bfloat16" if "bfloat16" in system else "float16")
+                peaks = meta.get("gemm_peak", {})
+                # torch._int_mm is no int8 ceiling on Hopper (it ran below float16): use the higher rate
+                peak = max(peaks.get(precision, 0.0), peaks.get("float16", 0.0)) or None
+                fraction = f"{flops_of(rows, config) / median / 1e12 / peak:.1%}" if peak else "n/a"
+
+                lines.append(
+                    f"| {system} | {workload} | {median:.4f} | {percentile(cell['seconds'], 0.5) * 1e3:.1f} / "
+                    f"{percentile(cell['seconds'], 0.95) * 1e3:.1f} | {len(w['docs']) / median:.0f} | "
+                    f"{sum(rows) / median:.0f} | {_ratio(cells, baseline, workload, median)} | {_ratio(cells, ours, workload, median)} | {fraction} | "
+                    f"{rho:.4f} | {diff:.2e} | {ready[system]['memory_mb']:.0f} |")
+        lines.append("")
+    lines += ["Peak fraction: FLOPs per pair from the architecture (2 x weights x tokens + attention) over "
+              "the measured dense GEMM rate of the system's matrix precision (float16 for fp32 systems, "
+              "whose GEMMs run in TF32 or fp32: their fraction is an upper bound; for int8 the higher of the "
+              "int8 and float16 rates, as torch._int_mm is no int8 ceiling here). Memory: growth of the "
+              "GPU's used memory over the system's load and warm-up (CUDA caching allocators included). "
+              "W4's fidelity columns compare slightly different inputs: the peers score window texts cut "
+              "beforehand and re-tokenized (a window's first word can tokenize differently), fastrerank "
+              "scores token windows.", ""]
+    return "\n".join(lines)
+
+
+def probe(device: str) -> None:
+    """Load a tiny converted model on ``device`` and score two documents; exit 1 with the error on failure."""
+    import tempfile
+
+    import fastrerank
+    from fastrerank.testing import ModelShape, make_reranker_folder
+
+    with tempfile.TemporaryDirectory() as tmp:
+        hf = make_reranker_folder(Path(tmp) / "hf", ModelShape.tiny(), seed=0)
+        out = fastrerank.convert(hf, Path(tmp) / "ct2", quantization="float16", progress=False)
+        try:
+            result = fastrerank.Reranker(out, device=device, compute_type="float16").rank("q", ["a b", "c"])
+        except Exception as err:
+            print(f"[probe] {err!r}", flush=True)
+            raise SystemExit(1) from err
+        print(f"[probe] ok: {[round(r.score, 4) for r in result.results]}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--shapes", type=lambda s: s.split(","), default=["base", "large"])
+    parser.add_argument("--compute-types", type=lambda s: s.split(","), default=["float16", "int8_float16"])
+    parser.add_argument("--torch-dtype", default="float16")
+    parser.add_argument("--only", type=lambda s: s.split(","), default=None, help="system names (the reference always runs)")
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/fastrerank-gpu"))
+    parser.add_argument("--workloads-dir", type=Path, default=HERE / ".cache", help="holds SHAPE/workloads.json")
+    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/fastrerank-gpu-out")))
+    parser.add_argument("--probe", action="store_true", help="only check that a tiny model runs on --device")
+    parser.add_argument("--summarise", type=Path, default=None,
+                        help="only rewrite RESULTS-gpu.md in --out from this gpu-results.json (--work: SHAPE/hf/config.json)")
+    args = parser.parse_args()
+    if args.probe:
+        return probe(args.device)
+    if args.summarise:
+        args.out.mkdir(parents=True, exist_ok=True)
+        log = json.loads(args.summarise.read_text())
+        args.rounds = 1 + max(r["round"] for r in log if r.get("event") == "call")
+        (args.out / "RESULTS-gpu.md").write_text(summarise(log, args))
+        return None
+    import ctranslate2
+    import sentence_transformers
+    import torch
+    import transformers
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    gpu = platform.processor() or platform.machine()
+    if args.device == "cuda":
+        gpu = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total", "--format=csv,noheader"],
+                             capture_output=True, text=True).stdout.strip()
+    log: list[dict] = [{"event": "meta", "date": time.strftime("%Y-%m-%d"), "gpu": gpu, "torch": torch.__version__,
+                        "transformers": transformers.__version__, "sentence_transformers": sentence_transformers.__version__,
+                        "ctranslate2": ctranslate2.__version__, "gemm_peak": gemm_peak(args.device),
+                        "notes": [n for n in os.environ.get("GPU_BENCH_NOTES", "").split("|") if n]
+                        + [f"{k}={v}" for k, v in sorted(os.environ.items()) if k.startswith("CT2_")]}]
+    print(f"[gpu] {log[0]}", flush=True)
+    for shape in args.shapes:
+        run_shape(shape, args, log)
+        (args.out / "gpu-results.json").write_text(json.dumps(log))  # partial results survive a timeout
+        (args.out / "RESULTS-gpu.md").write_text(summarise(log, args))
+    print((args.out / "RESULTS-gpu.md").read_text(), flush=True)
+
+
+if __name__ == "__main__":
+    main()
