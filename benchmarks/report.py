@@ -214,7 +214,7 @@ def charts(summary: dict, out: Path, suffix: str) -> list[str]:
     shown = {"fastrerank-int8+cli-env": "fastrerank-int8 (CLI)"}
     main = sorted({s for (s, _), r in table.items() if r["group"] == "main"})
     names = [w for w in ("W1", "W2", "W4") if any((s, w) in table for s in main)]
-    fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(names), figsize=(max(7, 5 * len(names)), 4.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         present = sorted((s for s in main if (s, name) in table), key=lambda s: table[(s, name)]["pairs_per_s"])
         values = [table[(s, name)]["pairs_per_s"] for s in present]
@@ -222,7 +222,8 @@ def charts(summary: dict, out: Path, suffix: str) -> list[str]:
         ax.barh([shown.get(s, s) for s in present], values, color=colors)
         ax.set_title(textwrap.fill(f"{name}: {summary['workloads']['workloads'][name]['about']}", 48), fontsize=8)
         ax.set_xlabel("pairs/s, 2 threads (higher is better)", fontsize=8)
-    fig.suptitle(f"Throughput, {shape} shape, 2 threads, random weights (median wall time per call)", fontsize=10)
+    title = f"Throughput, {shape} shape, 2 threads, random weights (median wall time per call)"
+    fig.suptitle(textwrap.fill(title, 30 * max(2, len(names))), fontsize=10)
     fig.tight_layout()
     fig.savefig(out / f"throughput{suffix}.png", dpi=110)
     plt.close(fig)
