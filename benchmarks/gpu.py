@@ -59,7 +59,9 @@ def build(shape: str, work: Path, compute_types: list[str]) -> Path:
 
 
 def systems(device: str, compute_types: list[str], dtype: str) -> dict[str, Callable[[Path], Scorer]]:
-    """Name -> loader. fastrerank at its CUDA default batch budget (8192 tokens) and two others."""
+    """Name -> loader: the fp32 reference, torch at two batch sizes, CrossEncoder, raw CTranslate2 (with and
+    without its FlashAttention option), fastrerank per compute type at its CUDA default batch budget (8192
+    tokens), and the first compute type at two other budgets."""
     found: dict[str, Callable[[Path], Scorer]] = {
         REFERENCE: lambda root: torch_system(root, 1, device, "float32"),
         f"torch-{dtype}": lambda root: torch_system(root, 1, device, dtype),

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # The CUDA benchmark (benchmarks/gpu.py) on a GPU machine whose Python already has torch, transformers,
 # sentence-transformers, tokenizers, safetensors, huggingface_hub, numpy and scipy. Nothing is fetched:
-# a ctranslate2 wheel placed in .whl/ is installed from there. Arguments go to gpu.py.
+# a ctranslate2 wheel placed in .whl/ is installed from there. Arguments go to gpu.py. To fetch the wheel
+# for a Python 3.12 machine (then send .whl along with the checkout):
+#   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl ctranslate2==4.8.5
 #
 #   OUT   where RESULTS-gpu.md and gpu-results.json go (default /tmp/fastrerank-gpu-out)
 #
