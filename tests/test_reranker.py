@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import fastrerank
-from fastrerank import InvalidInputError, InvalidTypeError, ModelClosedError, Reranker
+from fastrerank import InferenceError, InvalidInputError, InvalidTypeError, ModelClosedError, Reranker
 from fastrerank.testing import make_corpus
 
 from .reference import load_reference, reference_chunked, reference_logits_for_ids, reference_pair_logits, sigmoid
@@ -213,6 +213,21 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
 def test_cuda_without_a_gpu_is_refused_up_front(converted) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match=r"device='cuda' but CTranslate2 sees no CUDA device"):
         Reranker(converted("tiny"), device="cuda")
+
+
+def test_missing_cublas_error_says_what_to_install(converted) -> None:  # type: ignore[no-untyped-def]
+    # What CTranslate2 4.8 raises at the first CUDA batch on a machine without CUDA 12's cuBLAS
+    # (seen on a CUDA 13 GPU machine); the model loads fine, so the hint must come with the failure.
+    class NoCublasEncoder:
+        def forward_batch(self, *args: object) -> None:
+            raise RuntimeError("Library libcublas.so.12 is not found or cannot be loaded")
+
+    reranker = Reranker(converted("tiny"))
+    reranker._runtime._encoder = NoCublasEncoder()
+    with pytest.raises(InferenceError, match=r"CTranslate2 failed on a batch of 1 rows: Library libcublas\.so\.12 "
+                                             r"is not found or cannot be loaded; CTranslate2's CUDA build needs "
+                                             r"CUDA 12's cuBLAS \(a CUDA 12 toolkit, or `pip install nvidia-cublas-cu12`"):
+        reranker.rank("q", ["a doc"])
 
 
 def test_batch_budget_does_not_change_scores(converted) -> None:  # type: ignore[no-untyped-def]

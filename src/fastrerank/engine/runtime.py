@@ -42,6 +42,15 @@ def _park_inherited(encoder: object) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(encoder))
 
 
+def _hint(err: Exception) -> str:
+    """What to do about a failure that comes from the machine rather than the input, or ``""``."""
+    if "libcublas" in str(err):
+        # CTranslate2 4.x wheels load CUDA 12's cuBLAS only at the first batch, so loading succeeds.
+        return ("; CTranslate2's CUDA build needs CUDA 12's cuBLAS (a CUDA 12 toolkit, or "
+                "`pip install nvidia-cublas-cu12` with its lib folder on LD_LIBRARY_PATH)")
+    return ""
+
+
 _RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
 
 
@@ -140,7 +149,7 @@ class EncoderRuntime:
                     ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths)
                 )
             except (RuntimeError, ValueError) as err:
-                raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}") from err
+                raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
             states = output.last_hidden_state
             if states.dtype != ctranslate2.DataType.float32:
                 states = states.to(ctranslate2.DataType.float32)
