@@ -31,8 +31,8 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "src"))
 sys.path.insert(0, str(HERE))
 
-from report import flops_of, percentile, rows_of  # noqa: E402
-from worker import Scorer, cross_encoder_system, ct2_raw_system, fastrerank_system, torch_system, windows  # noqa: E402
+from report import flops_of, percentile, rows_of, spearman  # noqa: E402
+from worker import Scorer, cross_encoder_system, ct2_raw_system, fastrerank_system, pool, prepare, torch_system  # noqa: E402
 
 WORKLOADS = (("W3", 10), ("W1", 1), ("W2", 1), ("W4", 1))  # (workload, timed calls per round)
 REFERENCE = "torch-fp32"  # the fidelity reference: transformers fp32 on the same device
@@ -82,7 +82,7 @@ def systems(device: str, compute_types: list[str], dtype: str) -> dict[str, Call
 
 
 def device_memory_used_mb(device: str) -> float:
-    """Memory in use on the GPU (all allocators of this process and any other), or RSS on a CPU."""
+    """Memory in use on the GPU (all allocators of this process and any other), or peak RSS on a CPU."""
     if device == "cuda":
         import torch
 
@@ -138,9 +138,7 @@ def run_shape(shape: str, args: argparse.Namespace, log: list[dict]) -> None:
             scorer = loader(root)
             load_s = time.perf_counter() - start
             for workload, w in workloads.items():
-                docs, owners = list(w["docs"]), None
-                if max(w["doc_tokens"]) + w["query_tokens"] + 4 > 512 and not name.startswith("fastrerank"):
-                    docs, owners = windows(root / "hf" / "tokenizer.json", w["query"], docs)  # cut untimed
+                docs, owners = prepare(name, w, root / "hf" / "tokenizer.json")
                 prepared[(name, workload)] = (docs, owners)
                 for _ in range(2):  # warm-up: kernels, allocator caches, autotuning
                     scorer(w["query"], docs)
@@ -163,12 +161,8 @@ def run_shape(shape: str, args: argparse.Namespace, log: list[dict]) -> None:
                 seconds = []
                 for _ in range(reps):
                     t0 = time.perf_counter()
-                    scores = loaded[name](w["query"], docs)  # returns host floats: the GPU work is done
-                    if owners is not None:  # the peers' windows, max-pooled per document
-                        pooled = [float("-inf")] * (max(owners) + 1)
-                        for owner, value in zip(owners, scores):
-                            pooled[owner] = max(pooled[owner], value)
-                        scores = pooled
+                    # host floats come back, so the GPU work is done; the peers' windows are max-pooled
+                    scores = pool(loaded[name](w["query"], docs), owners)
                     seconds.append(time.perf_counter() - t0)
                 log.append({"event": "call", "shape": shape, "round": r, "system": name, "workload": workload,
                             "seconds": seconds, "scores": scores})
@@ -195,8 +189,6 @@ def _ratio(cells: dict[tuple[str, str], dict], other: str | None, workload: str,
 
 
 def summarise(log: list[dict], args: argparse.Namespace) -> str:
-    from scipy.stats import spearmanr
-
     meta = next(r for r in log if r.get("event") == "meta")
     lines = [
         "# fastrerank on a GPU",
@@ -217,6 +209,7 @@ def summarise(log: list[dict], args: argparse.Namespace) -> str:
         lines += [f"- {failed['shape']} {failed['system']} did not load: `{failed['error'][:200]}`"]
     lines.append("")
     calls = [r for r in log if r.get("event") == "call"]
+    peaks = meta.get("gemm_peak", {})
     for shape in dict.fromkeys(c["shape"] for c in calls):  # the shapes run so far
         config = json.loads((args.work / shape / "hf" / "config.json").read_text())
         workloads = json.loads((args.workloads_dir / shape / "workloads.json").read_text())["workloads"]
@@ -248,10 +241,9 @@ def summarise(log: list[dict], args: argparse.Namespace) -> str:
                 rho = diff = float("nan")
                 if ref and system != REFERENCE:
                     a, b = _sigmoid(cell["scores"], system), _sigmoid(ref["scores"], REFERENCE)
-                    rho = float(spearmanr(a, b).statistic)
+                    rho = spearman(a, b)
                     diff = max(abs(x - y) for x, y in zip(a, b))
                 precision = "int8" if "int8" in system else ("bfloat16" if "bfloat16" in system else "float16")
-                peaks = meta.get("gemm_peak", {})
                 # torch._int_mm is no int8 ceiling on Hopper (it ran below float16): use the higher rate
                 peak = max(peaks.get(precision, 0.0), peaks.get("float16", 0.0)) or None
                 fraction = f"{flops_of(rows, config) / median / 1e12 / peak:.1%}" if peak else "n/a"

@@ -188,6 +188,27 @@ def windows(tokenizer_file: Path, query: str, docs: list[str], max_length: int =
     return texts, owners
 
 
+def prepare(system: str, workload: dict, tokenizer_file: Path) -> tuple[list[str], list[int] | None]:
+    """The texts ``system`` is called with, and the owning document of each when they are windows.
+
+    fastrerank cuts long documents itself; the peers truncate, so they get windows cut here (untimed).
+    """
+    docs = list(workload["docs"])
+    if max(workload["doc_tokens"]) + workload["query_tokens"] + 4 > 512 and not system.startswith("fastrerank"):
+        return windows(tokenizer_file, workload["query"], docs)
+    return docs, None
+
+
+def pool(scores: list[float], owners: list[int] | None) -> list[float]:
+    """Per-document scores: the maximum over each document's windows (``owners``), or ``scores`` as they are."""
+    if owners is None:
+        return scores
+    pooled = [float("-inf")] * (max(owners) + 1)
+    for owner, value in zip(owners, scores):
+        pooled[owner] = max(pooled[owner], value)
+    return pooled
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("system")
@@ -208,21 +229,14 @@ def main() -> None:
         name = request["workload"]
         if name not in prepared:
             w = workloads[name]
-            docs, owners = list(w["docs"]), None
-            if max(w["doc_tokens"]) + w["query_tokens"] + 4 > 512 and not args.system.startswith("fastrerank"):
-                docs, owners = windows(args.root / "hf" / "tokenizer.json", w["query"], docs)
+            docs, owners = prepare(args.system, w, args.root / "hf" / "tokenizer.json")
             prepared[name] = (w["query"], docs, owners)
             scorer(w["query"], docs)  # warm-up, untimed
         query, docs, owners = prepared[name]
         seconds, cpu_seconds = [], []
         for _ in range(request.get("reps", 1)):
             c0, t0 = time.process_time(), time.perf_counter()
-            scores = scorer(query, docs)
-            if owners is not None:
-                pooled = [float("-inf")] * (max(owners) + 1)
-                for owner, value in zip(owners, scores):
-                    pooled[owner] = max(pooled[owner], value)
-                scores = pooled
+            scores = pool(scorer(query, docs), owners)
             seconds.append(time.perf_counter() - t0)
             cpu_seconds.append(time.process_time() - c0)  # all threads of this process
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
