@@ -94,16 +94,14 @@ class Reranker:
         revision: str | None = None,
         allow_pickle: bool = False,
     ) -> None:
+        # Device and compute type are checked before anything is converted: CTranslate2 would only
+        # refuse them when loading the model, with an error that reads like a broken model folder.
         self.device = _resolve_device(device)
-        if compute_type not in COMPUTE_TYPES:
-            raise InvalidInputError(
-                f"{describe_value(compute_type)} is not a valid compute_type (accepted: {', '.join(COMPUTE_TYPES)})"
-            )
+        _check_compute_type(compute_type, self.device)
         threads = check_int("threads", threads, minimum=0)
         self.batch_tokens = (
             default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
         )
-        _check_device_supports(self.device, compute_type)  # before converting anything
         quantization = conversion_quantization(self.device, compute_type)
         self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
         self.metadata = model_format.verify_folder(self.model_path)
@@ -251,28 +249,31 @@ def _resolve_device(device: object) -> str:
         raise InvalidTypeError(f"device must be str, got {type(device).__name__}")
     if device not in DEVICES:
         raise InvalidInputError(f"{describe_value(device)} is not a valid device (accepted: {', '.join(DEVICES)})")
-    if device != "auto":
+    if device == "cpu":
         return device
     import ctranslate2
 
-    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
-
-
-def _check_device_supports(device: str, compute_type: str) -> None:
-    """Refuse a device or compute type CTranslate2 cannot run here, naming the parameter.
-
-    Without this, the request fails only when CTranslate2 loads the model (after a conversion),
-    and its error reads like a broken model folder.
-    """
-    import ctranslate2
-
-    if device == "cuda" and ctranslate2.get_cuda_device_count() == 0:
+    has_cuda = ctranslate2.get_cuda_device_count() > 0
+    if device == "auto":
+        return "cuda" if has_cuda else "cpu"
+    if not has_cuda:
         raise InvalidInputError(
             "device='cuda' but CTranslate2 sees no CUDA device (no GPU, no driver, or a CPU-only build); "
             "use device='cpu' or 'auto'"
         )
+    return device
+
+
+def _check_compute_type(compute_type: str, device: str) -> None:
+    """Refuse a compute type that is not one, or that this CTranslate2 build cannot run on ``device``."""
+    if compute_type not in COMPUTE_TYPES:
+        raise InvalidInputError(
+            f"{describe_value(compute_type)} is not a valid compute_type (accepted: {', '.join(COMPUTE_TYPES)})"
+        )
     if compute_type in ("default", "auto"):
         return
+    import ctranslate2
+
     supported = ctranslate2.get_supported_compute_types(device)
     if compute_type not in supported:
         raise InvalidInputError(
