@@ -2,8 +2,8 @@
 
 ``intra`` threads per batch (OpenMP) x ``inter`` batches in parallel (CTranslate2 replicas
 sharing one copy of the weights, fed by as many Python threads), rows packed longest first
-under ``budget`` padded tokens, with the process tuning a fastrerank ``Reranker`` applies
-(``FASTRERANK_ALLOCATOR=system`` turns it off; ``NO_MMAP=1`` also disables malloc's mmap).
+under ``budget`` padded tokens, in a process left alone (``BENCH_TUNE_PROCESS=1`` applies
+``fastrerank.tune_process()``; ``NO_MMAP=1`` also disables malloc's mmap).
 Prints the wall seconds of each call (after one warm-up) and the median CPU seconds.
 
 Usage (fastrerank's venv, after ``benchmarks/build.py``)::
@@ -42,11 +42,11 @@ def main() -> None:
 
     import numpy as np
 
-    from fastrerank.allocator import tune_cpu_isa, tune_malloc
+    from fastrerank import tune_process
     from fastrerank.engine.batching import plan_batches
 
-    tune_malloc()
-    tune_cpu_isa()
+    if os.environ.get("BENCH_TUNE_PROCESS") == "1":
+        tune_process()
     if os.environ.get("NO_MMAP") == "1":
         ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_MAX, 0)
     import ctranslate2

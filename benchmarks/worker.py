@@ -34,6 +34,8 @@ def fastrerank_system(root: Path, compute_type: str, threads: int, device: str =
     """``fastrerank.Reranker.rank`` end to end; the int8 folder for the int8 compute types, else the type's own."""
     import fastrerank
 
+    if os.environ.get("BENCH_TUNE_PROCESS") == "1":  # the opt-in for a process that is yours
+        fastrerank.tune_process()
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
     reranker = fastrerank.Reranker(folder, device=device, compute_type=compute_type, threads=threads,
                                    batch_tokens=batch_tokens)
@@ -52,24 +54,22 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "c
                    flash_attention: bool = False) -> Scorer:
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
     batches under the same padded-token budget as fastrerank, and fastrerank's numpy head; the same
-    process tuning as a fastrerank ``Reranker`` (malloc, ISA), so the difference is the pipeline."""
+    CPU kernels as a fastrerank ``Reranker`` (AVX-512 where available), so the difference is the pipeline."""
     import ctranslate2
     import numpy as np
     from tokenizers import Tokenizer
 
     from fastrerank import model_format
-    from fastrerank.allocator import tune_cpu_isa, tune_malloc
     from fastrerank.engine.batching import plan_batches
+    from fastrerank.engine.cpu_isa import cpu_isa_for_load
     from fastrerank.engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
     from fastrerank.reranker import default_batch_tokens
 
-    if device == "cpu":
-        tune_malloc()
-        tune_cpu_isa()
     budget = BATCH_TOKENS or default_batch_tokens(device)
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
-    encoder = ctranslate2.Encoder(str(folder), device=device, compute_type=compute_type, intra_threads=threads,
-                                  flash_attention=flash_attention)
+    with cpu_isa_for_load():
+        encoder = ctranslate2.Encoder(str(folder), device=device, compute_type=compute_type, intra_threads=threads,
+                                      flash_attention=flash_attention)
     tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
     head = ClassificationHead.from_file(folder / model_format.HEAD_FILE, model_format.verify_folder(folder).hidden_size)
     cache: dict[tuple[str, int], list[list[int]]] = {}

@@ -99,12 +99,11 @@ def measure(call):
 
 
 def _memory_child(body: str, *args: object, timeout: float = 240) -> dict:  # type: ignore[type-arg]
-    # Measured under glibc's default malloc: the caching switches a CPU Reranker sets
-    # (fastrerank.allocator.tune_malloc) keep freed memory and grow the heap in large steps, which
-    # adds a constant offset of up to ~16 MiB to one call's peak that has nothing to do with the
-    # document (seen: 1M chars +1.7 MiB, 10M +15 MiB, 30M +0.3 MiB). G4 and G5 measure what
-    # fastrerank's own code allocates.
-    return _json_line(run_python(_MEMORY_CHILD + body, *args, env={"FASTRERANK_ALLOCATOR": "system"}, timeout=timeout))
+    # Measured under glibc's default malloc, which a Reranker leaves alone: the caching switches of
+    # fastrerank.tune_process keep freed memory and grow the heap in large steps, which would add a
+    # constant offset of up to ~16 MiB to one call's peak that has nothing to do with the document.
+    # G4 and G5 measure what fastrerank's own code allocates.
+    return _json_line(run_python(_MEMORY_CHILD + body, *args, timeout=timeout))
 
 
 _HUGE_DOC = """

@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 from fastrerank import Reranker
+from fastrerank.engine import runtime as runtime_module
 from fastrerank.testing import make_corpus
 
 DOCUMENTS = 1000
@@ -45,11 +46,11 @@ def test_overhead_without_the_encoder(benchmark, reranker: Reranker, corpus: tup
     hidden = reranker.metadata.hidden_size
     calls: list[int] = []
 
-    def stub(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    def stub(encoder: object, rows: Sequence[Sequence[int]]) -> np.ndarray:
         calls.append(len(rows))
         return np.zeros((len(rows), hidden), dtype=np.float32)
 
-    monkeypatch.setattr(reranker._runtime, "first_token_states", stub)
+    monkeypatch.setattr(runtime_module, "_first_token_states", stub)
     query, docs = corpus
     scores = benchmark(reranker.score, query, docs)
     assert scores.shape == (DOCUMENTS,)

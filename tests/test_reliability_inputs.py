@@ -26,6 +26,7 @@ from fastrerank import (
     ModelClosedError,
     Reranker,
 )
+from fastrerank.engine import runtime as runtime_module
 from fastrerank.testing import make_corpus
 
 from .reference import (
@@ -83,14 +84,14 @@ BAD_CALLS = {
 ])
 def test_bad_argument_exact_error(case: str, method: str, tiny_reranker: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
     changes, error, message = BAD_CALLS[case]
-    monkeypatch.setattr(tiny_reranker._runtime, "first_token_states", _model_must_not_run)
+    monkeypatch.setattr(runtime_module, "_first_token_states", _model_must_not_run)
     call = {"query": QUERY, "docs": DOCS, **changes}
     args = (call.pop("query"), call.pop("docs"))
     with pytest.raises(error, match=message):
         getattr(tiny_reranker, method)(*args, **call)
 
 
-def _model_must_not_run(rows: object) -> None:
+def _model_must_not_run(encoder: object, rows: object) -> None:
     raise AssertionError("the model was called")
 
 
@@ -147,7 +148,7 @@ def test_calls_after_close(converted) -> None:  # type: ignore[no-untyped-def]
 # --- rows that give a result -----------------------------------------------------------------
 
 def test_empty_docs_never_call_the_model(tiny_reranker: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(tiny_reranker._runtime, "first_token_states", _model_must_not_run)
+    monkeypatch.setattr(runtime_module, "_first_token_states", _model_must_not_run)
     ranking = tiny_reranker.rank(QUERY, [])
     assert (ranking.results, ranking.tokens, ranking.query_truncated) == ((), 0, False)
     assert tiny_reranker.score(QUERY, ()).shape == (0,)

@@ -23,6 +23,7 @@ from .errors import (
 )
 from .reranker import DEFAULT_MODEL, Reranker
 from .results import RankedDocument, Ranking
+from .tuning import ProcessTuning, tune_process
 
 __version__ = "0.1.0"
 
@@ -38,6 +39,7 @@ __all__ = [
     "ModelClosedError",
     "ModelLoadError",
     "ModelNotFoundError",
+    "ProcessTuning",
     "RankedDocument",
     "Ranking",
     "Reranker",
@@ -46,4 +48,5 @@ __all__ = [
     "clear_cache",
     "convert",
     "rank",
+    "tune_process",
 ]

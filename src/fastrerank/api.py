@@ -1,8 +1,13 @@
 """The module-level API: ``convert()`` and ``rank()`` with its one process-wide reranker cache.
 
 ``rank()`` keeps one :class:`Reranker` per (model, options) for the life of the process, created
-on first use under a lock, so that many threads can call it and the model is loaded once. This
-cache is the only global state in fastrerank; :func:`clear_cache` closes and empties it.
+on first use, so that many threads can call it and the model is loaded once. This cache is the
+only global state in fastrerank; :func:`clear_cache` closes and empties it.
+
+The cache lock is held only to look up and insert, never while a model loads: one lock per key
+makes other threads wait for that model only. After ``fork`` the child gets fresh locks and
+forgets loads in progress (the threads doing them were not copied), so a process forked while
+another thread was loading a model loads it again itself instead of waiting forever.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from pathlib import Path
 
 from . import hub
 from .conversion import convert_folder
+from .errors import ModelClosedError
 from .loading import local_folder_or_hub_id
 from .reranker import DEFAULT_MODEL, Reranker
 from .results import Ranking
@@ -21,8 +27,20 @@ from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
 __all__ = ["clear_cache", "convert", "rank"]
 
-_cache: dict[tuple[object, ...], Reranker] = {}
+_Key = tuple[object, ...]
+_cache: dict[_Key, Reranker] = {}
 _cache_lock = threading.Lock()
+_loading: dict[_Key, threading.Lock] = {}  # one lock per key while its model loads
+
+
+def _after_fork_in_child() -> None:
+    global _cache_lock, _loading
+    _cache_lock = threading.Lock()
+    _loading = {}
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def convert(
@@ -77,23 +95,48 @@ def rank(
         >>> rank("capital of France", ["Berlin", "Paris"], top_n=1)[0].index  # doctest: +SKIP
         1
     """
-    reranker = _default_reranker(model, device, compute_type, max_length)
-    return reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
-                         return_documents=return_documents, raw=raw)
+    while True:
+        reranker = _default_reranker(model, device, compute_type, max_length)
+        try:
+            return reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens,
+                                 max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents, raw=raw)
+        except ModelClosedError:
+            # clear_cache() closed it between the lookup and the call (a call it had seen start
+            # would have finished first): the next lookup loads the model again.
+            with _cache_lock:
+                if any(cached is reranker for cached in _cache.values()):
+                    raise
 
 
 def _default_reranker(model: str | os.PathLike[str], device: str, compute_type: str, max_length: int | None) -> Reranker:
     key = (os.fspath(model) if isinstance(model, os.PathLike) else model, device, compute_type, max_length)
     with _cache_lock:
         reranker = _cache.get(key)
-        if reranker is None:
+        if reranker is not None:
+            return reranker
+        loading = _loading.setdefault(key, threading.Lock())
+    with loading:
+        with _cache_lock:
+            reranker = _cache.get(key)  # another thread loaded it while we waited
+        if reranker is not None:
+            return reranker
+        try:
             reranker = Reranker(model, device=device, compute_type=compute_type, max_length=max_length)
-            _cache[key] = reranker
+            with _cache_lock:
+                _cache[key] = reranker
+        finally:
+            with _cache_lock:
+                if _loading.get(key) is loading:
+                    del _loading[key]
         return reranker
 
 
 def clear_cache() -> None:
-    """Close and forget every reranker that :func:`rank` created."""
+    """Close and forget every reranker that :func:`rank` created.
+
+    Calls in flight finish first; a call that looked its model up just before is retried with a
+    fresh one, so clearing never breaks a :func:`rank` call of another thread.
+    """
     with _cache_lock:
         rerankers = list(_cache.values())
         _cache.clear()

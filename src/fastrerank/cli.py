@@ -7,7 +7,6 @@ import json
 import sys
 from collections.abc import Sequence
 
-from .allocator import reexec_with_fast_allocator
 from .conversion import QUANTIZATIONS
 from .errors import FastRerankError, InvalidInputError, InvalidTypeError
 from .reranker import DEFAULT_MODEL
@@ -102,12 +101,13 @@ def _run_serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 for other failures).
 
-    Run as the program (``argv`` is ``None``), it first re-executes itself under a caching
-    allocator setup, which makes CTranslate2 about 1.7x faster on CPU (see
-    :mod:`fastrerank.allocator`; ``FASTRERANK_ALLOCATOR=system`` opts out).
+    Run as the program (``argv`` is ``None``), the process is the command's own, so it is tuned
+    for CTranslate2 first (:func:`fastrerank.tune_process`); called from Python it changes nothing.
     """
     if argv is None:
-        reexec_with_fast_allocator()
+        from .tuning import tune_process
+
+        tune_process()
     args = _parser().parse_args(argv)
     runners = {"convert": _run_convert, "rank": _run_rank, "serve": _run_serve}
     try:

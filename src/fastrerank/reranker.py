@@ -11,7 +11,6 @@ from types import TracebackType
 import numpy as np
 
 from . import model_format
-from .allocator import tune_cpu_isa, tune_malloc
 from .conversion import QUANTIZATIONS
 from .engine.batching import plan_batches
 from .engine.chunking import chunk_spans, plan_windows
@@ -71,10 +70,12 @@ class Reranker:
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
 
-    On the CPU, the first Reranker of a process tunes glibc's malloc for CTranslate2 (about 1.8x
-    faster; see :func:`fastrerank.allocator.tune_malloc`) and, on a CPU with AVX-512, lets
-    CTranslate2 use its AVX-512 kernels (:func:`fastrerank.allocator.tune_cpu_isa`);
-    ``FASTRERANK_ALLOCATOR=system`` opts out of both.
+    A Reranker changes nothing in the process it runs in: not malloc, not the environment (on a
+    CPU with AVX-512, ``CT2_FORCE_CPU_ISA`` is set only while the first model loads, see
+    :mod:`fastrerank.engine.cpu_isa`). It works in children made by ``fork`` (gunicorn
+    ``--preload``, multiprocessing), rebuilding its encoder there on first use, and it pickles by
+    model and options, loading again on the other side (multiprocessing ``spawn``, Ray). A process
+    that is yours to tune can call :func:`fastrerank.tune_process`.
 
     Example:
         >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
@@ -98,19 +99,20 @@ class Reranker:
         # refuse them when loading the model, with an error that reads like a broken model folder.
         self.device = _resolve_device(device)
         _check_compute_type(compute_type, self.device)
-        threads = check_int("threads", threads, minimum=0)
+        threads = check_int("threads", threads, minimum=0, maximum=max_threads())
         self.batch_tokens = (
             default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
         )
         quantization = conversion_quantization(self.device, compute_type)
+        # What a copy or an unpickled Reranker is loaded from (see __reduce__).
+        self._init_args = (os.fspath(model) if isinstance(model, os.PathLike) else model,
+                           {"device": device, "compute_type": compute_type, "max_length": max_length, "threads": threads,
+                            "batch_tokens": batch_tokens, "revision": revision, "allow_pickle": allow_pickle})
         self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
         self.metadata = model_format.verify_folder(self.model_path)
         self.max_length = self._check_max_length(max_length)
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
-        if self.device == "cpu":
-            tune_malloc()  # before CTranslate2 starts its threads: ~1.8x faster on CPU (fastrerank.allocator)
-            tune_cpu_isa()  # before CTranslate2 selects its kernels: AVX-512 on AMD CPUs that have it
         self._runtime = EncoderRuntime(
             self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores()
         )
@@ -177,7 +179,14 @@ class Reranker:
     def _score(
         self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None
     ) -> tuple[np.ndarray, int, bool]:
-        self._runtime.check_open()
+        # The whole call counts as one: close() waits for it to finish, never cuts it between batches.
+        with self._runtime.call() as run_batch:
+            return self._score_open(query, docs, options, progress, run_batch)
+
+    def _score_open(
+        self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None,
+        run_batch: Callable[[list[np.ndarray]], np.ndarray],
+    ) -> tuple[np.ndarray, int, bool]:
         query_ids = self._text.encode(query)
         if not query_ids:
             raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
@@ -210,7 +219,7 @@ class Reranker:
         lengths = [len(row) // 4 for row in rows]
         for batch in plan_batches(lengths, self.batch_tokens):
             batch_rows = [np.frombuffer(rows[i], dtype=np.int32) for i in batch]
-            states = self._runtime.first_token_states(batch_rows)
+            states = run_batch(batch_rows)
             with np.errstate(all="ignore"):  # non-finite values are reported below, not warned about
                 logits[batch] = self._head(states)
             done += len(batch)
@@ -240,8 +249,29 @@ class Reranker:
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None) -> None:
         self.close()
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # A loaded encoder cannot cross a process boundary, and a copy must not share one that
+        # closing either would release: both load the model again from what it was made from.
+        # A local folder is kept as an absolute path, so the other side need not share the cwd.
+        model, options = self._init_args
+        if isinstance(model, str) and Path(model).expanduser().exists():
+            model = os.path.abspath(Path(model).expanduser())
+        return (_load_reranker, (model, options))
+
     def __repr__(self) -> str:
         return f"Reranker({str(self.model_path)!r}, device={self.device!r}, max_length={self.max_length})"
+
+
+def _load_reranker(model: str, options: dict[str, object]) -> Reranker:
+    return Reranker(model, **options)  # type: ignore[arg-type]
+
+
+def max_threads() -> int:
+    """The most ``threads`` a Reranker accepts: 4 per usable core (more only adds contention).
+
+    CTranslate2 does not check it: tens of thousands of OpenMP threads end the process.
+    """
+    return 4 * _usable_cores()
 
 
 def _resolve_device(device: object) -> str:

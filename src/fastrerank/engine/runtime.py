@@ -1,14 +1,20 @@
 """The CTranslate2 encoder: rows of token ids in, first-token hidden states out.
 
-Three traps of CTranslate2 are handled here, once:
+Four traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
 * An encoder inherited through ``fork`` hangs forever in the child, and destroying it there
   aborts the process. The process id is recorded at load; in a process that did not load it the
   encoder is rebuilt lazily and the inherited one is kept aside, never used or freed.
+* The wheel's GNU libgomp keeps an OpenMP thread team per calling thread and has no fork
+  handler, and loading a model runs an OpenMP parallel loop. A thread that loaded a model with
+  2+ threads hangs in its next parallel loop in a forked child, waiting for team threads that
+  were not copied. Every encoder is therefore built on a short-lived helper thread, whose team
+  dies with it: no thread of the host (in the parent or in a child) ever holds one.
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
-  own state: it refuses new calls, waits for the calls in flight, then releases the model.
+  own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
+  releases the model.
 """
 
 from __future__ import annotations
@@ -16,13 +22,18 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
+from .cpu_isa import cpu_isa_for_load
+
+T = TypeVar("T")
+Rows = Sequence[Sequence[int] | np.ndarray]
 
 __all__ = ["EncoderRuntime"]
 
@@ -49,6 +60,25 @@ def _hint(err: Exception) -> str:
         return ("; CTranslate2's CUDA build needs CUDA 12's cuBLAS (a CUDA 12 toolkit, or "
                 "`pip install nvidia-cublas-cu12` with its lib folder on LD_LIBRARY_PATH)")
     return ""
+
+
+def _on_helper_thread(function: Callable[[], T]) -> T:
+    """Run ``function`` on a new thread that ends when it returns; re-raise what it raised there."""
+    results: list[T] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(function())
+        except BaseException as err:  # handed to the calling thread below
+            errors.append(err)
+
+    helper = threading.Thread(target=run, name="fastrerank-load", daemon=True)
+    helper.start()
+    helper.join()
+    if errors:
+        raise errors[0]
+    return results[0]
 
 
 _RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
@@ -93,21 +123,30 @@ class EncoderRuntime:
     def _load(self):  # type: ignore[no-untyped-def]
         import ctranslate2
 
+        def build():  # type: ignore[no-untyped-def]
+            with cpu_isa_for_load() if self._device == "cpu" else nullcontext():
+                return ctranslate2.Encoder(
+                    str(self._folder),
+                    device=self._device,
+                    compute_type=self._compute_type,
+                    intra_threads=self._threads,
+                    inter_threads=1,
+                )
+
         try:
-            return ctranslate2.Encoder(
-                str(self._folder),
-                device=self._device,
-                compute_type=self._compute_type,
-                intra_threads=self._threads,
-                inter_threads=1,
-            )
+            return _on_helper_thread(build)
         except (RuntimeError, ValueError, OSError) as err:
             raise CorruptModelError(
                 f"CTranslate2 cannot load {str(self._folder)!r} ({err}); re-convert with force=True"
             ) from err
 
     @contextmanager
-    def _call(self) -> Iterator[object]:
+    def call(self) -> Iterator[Callable[[Rows], np.ndarray]]:
+        """Enter one call (any number of batches): yields a function that runs one batch.
+
+        Raises :class:`ModelClosedError` when :meth:`close` was called before the call started;
+        ``close()`` waits until every call that started before it has left this block.
+        """
         with self._lock:
             if self._closed:
                 raise ModelClosedError("Reranker was closed")
@@ -119,44 +158,17 @@ class EncoderRuntime:
             self._in_flight += 1
             encoder = self._encoder
         try:
-            yield encoder
+            yield lambda rows: _first_token_states(encoder, rows)
         finally:
             with self._lock:
                 self._in_flight -= 1
                 if self._in_flight == 0:
                     self._idle.notify_all()
 
-    def check_open(self) -> None:
-        """Raise :class:`ModelClosedError` once :meth:`close` was called."""
-        if self._closed:
-            raise ModelClosedError("Reranker was closed")
-
-    def first_token_states(self, rows: Sequence[Sequence[int] | np.ndarray]) -> np.ndarray:
-        """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
-        if not rows or min(len(row) for row in rows) == 0:
-            # CTranslate2 would end the process with SIGFPE on this input.
-            raise InferenceError("refusing to run an empty batch or an empty row")
-        import ctranslate2
-
-        width = max(len(row) for row in rows)
-        ids = np.full((len(rows), width), PAD_ID, dtype=np.int32)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-        lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
-        with self._call() as encoder:
-            try:
-                output = encoder.forward_batch(  # type: ignore[attr-defined]
-                    ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths)
-                )
-            except (RuntimeError, ValueError) as err:
-                raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
-            states = output.last_hidden_state
-            if states.dtype != ctranslate2.DataType.float32:
-                states = states.to(ctranslate2.DataType.float32)
-            if states.device != "cpu":
-                states = states.to_device(ctranslate2.Device.cpu)
-            # Copy only the first token's row out of the [rows, width, hidden] output.
-            return np.asarray(states)[:, 0, :].copy()
+    def first_token_states(self, rows: Rows) -> np.ndarray:
+        """Run one batch as a call of its own; see :meth:`call` and :func:`_first_token_states`."""
+        with self.call() as run:
+            return run(rows)
 
     def close(self) -> None:
         """Refuse new calls, wait for the calls in flight, then release the model. Idempotent."""
@@ -168,3 +180,28 @@ class EncoderRuntime:
             if self._pid != os.getpid():
                 _park_inherited(encoder)
         del encoder
+
+
+def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
+    if not rows or min(len(row) for row in rows) == 0:
+        # CTranslate2 would end the process with SIGFPE on this input.
+        raise InferenceError("refusing to run an empty batch or an empty row")
+    import ctranslate2
+
+    width = max(len(row) for row in rows)
+    ids = np.full((len(rows), width), PAD_ID, dtype=np.int32)
+    for i, row in enumerate(rows):
+        ids[i, : len(row)] = row
+    lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
+    try:
+        output = encoder.forward_batch(ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths))
+    except (RuntimeError, ValueError) as err:
+        raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
+    states = output.last_hidden_state
+    if states.dtype != ctranslate2.DataType.float32:
+        states = states.to(ctranslate2.DataType.float32)
+    if states.device != "cpu":
+        states = states.to_device(ctranslate2.Device.cpu)
+    # Copy only the first token's row out of the [rows, width, hidden] output.
+    return np.asarray(states)[:, 0, :].copy()

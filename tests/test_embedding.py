@@ -1,0 +1,147 @@
+"""A Reranker leaves its host process alone: malloc, the environment; tuning is an explicit opt-in.
+
+Each check runs in a fresh interpreter, because what is checked is process-wide state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fastrerank.engine import cpu_isa
+from fastrerank.tuning import GLIBC_ENV, recommended_environment
+
+from .reliability_helpers import run_python
+
+ON_GLIBC = sys.platform.startswith("linux") and os.confstr("CS_GNU_LIBC_VERSION") is not None
+AVX512_HERE = cpu_isa.AVX512_FLAGS <= cpu_isa.cpu_flags()
+# The variables that would change what is measured; the probes start without them.
+FOREIGN = ("CT2_FORCE_CPU_ISA", "LD_PRELOAD", *GLIBC_ENV, "GLIBC_TUNABLES")
+
+HOST_PROBE = """
+import ctypes, json, os, sys, threading
+before = dict(os.environ)
+import fastrerank
+tuning = fastrerank.tune_process() if sys.argv[2] == "tune" else None
+reranker = fastrerank.Reranker(sys.argv[1], device="cpu")
+reranker.score("apple", ["apple pie", "car engine"])
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+
+def allocate():  # a thread created after the Reranker: its first malloc picks an arena
+    libc.free(libc.malloc(64))
+
+thread = threading.Thread(target=allocate)
+thread.start()
+thread.join()
+sys.stderr.flush()
+libc.malloc_stats()  # one "Arena N:" block per malloc arena, on stderr
+added = sorted(set(os.environ) - set(before))
+changed = sorted(key for key in before if os.environ.get(key) != before[key])
+print(json.dumps({"added": added, "changed": changed, "tuning": tuning and [tuning.malloc, tuning.cpu_isa]}))
+"""
+
+
+def _host_probe(folder: str, mode: str) -> tuple[dict, int]:  # type: ignore[type-arg]
+    env = {key: value for key, value in os.environ.items() if key not in FOREIGN}
+    done = subprocess.run([sys.executable, "-c", HOST_PROBE, folder, mode], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    arenas = sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+    return json.loads(done.stdout.splitlines()[-1]), arenas
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="malloc arenas are glibc's")
+def test_a_reranker_leaves_malloc_and_the_environment_alone(converted) -> None:  # type: ignore[no-untyped-def]
+    report, arenas = _host_probe(str(converted("tiny", "int8")), "library")
+    assert report == {"added": [], "changed": [], "tuning": None}
+    assert arenas >= 2  # the new thread got an arena of its own: M_ARENA_MAX was not set to 1
+
+
+@pytest.mark.skipif(not ON_GLIBC, reason="mallopt is glibc's")
+def test_tune_process_is_the_explicit_opt_in(converted) -> None:  # type: ignore[no-untyped-def]
+    report, arenas = _host_probe(str(converted("tiny", "int8")), "tune")
+    isa = "AVX512" if AVX512_HERE else None
+    assert report == {"added": ["CT2_FORCE_CPU_ISA"] if isa else [], "changed": [], "tuning": [True, isa]}
+    assert arenas == 1  # every thread shares the one arena: what tune_process documents
+
+
+ISA_PROBE = """
+import logging, os, sys
+import ctranslate2
+ctranslate2.set_log_level(logging.INFO)
+from fastrerank import Reranker
+Reranker(sys.argv[1], device="cpu", threads=1)
+print("after load:", os.environ.get("CT2_FORCE_CPU_ISA"))
+"""
+
+
+@pytest.mark.parametrize("users_choice", [None, "AVX2"])
+def test_avx512_is_set_only_while_the_first_model_loads(users_choice: str | None, converted) -> None:  # type: ignore[no-untyped-def]
+    env = {key: value for key, value in os.environ.items() if key not in FOREIGN}
+    if users_choice:
+        env["CT2_FORCE_CPU_ISA"] = users_choice
+    done = subprocess.run([sys.executable, "-c", ISA_PROBE, str(converted("tiny", "int8"))], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == f"after load: {users_choice}"  # the environment as it was
+    selected = [line.split("Selected ISA:")[1].strip() for line in done.stderr.splitlines() if "Selected ISA:" in line]
+    if users_choice or AVX512_HERE:
+        assert selected == [users_choice or "AVX512"]
+
+
+AVX512_FLAGS = frozenset({"avx2", *cpu_isa.AVX512_FLAGS})
+
+
+def test_the_isa_scope_restores_the_environment_and_acts_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(cpu_isa, "_chosen", False)
+    environ: dict[str, str] = {"HOME": "/root"}
+    with pytest.raises(RuntimeError, match="load failed"), cpu_isa.cpu_isa_for_load(environ, flags=AVX512_FLAGS):
+        assert environ == {"HOME": "/root", "CT2_FORCE_CPU_ISA": "AVX512"}
+        raise RuntimeError("load failed")
+    assert environ == {"HOME": "/root"} and cpu_isa._chosen is False  # a failed load chose nothing
+    with cpu_isa.cpu_isa_for_load(environ, flags=AVX512_FLAGS):
+        assert environ["CT2_FORCE_CPU_ISA"] == "AVX512"
+    assert environ == {"HOME": "/root"} and cpu_isa._chosen is True
+    with cpu_isa.cpu_isa_for_load(environ, flags=AVX512_FLAGS):  # CTranslate2 has chosen: nothing to set
+        assert environ == {"HOME": "/root"}
+
+
+@pytest.mark.parametrize(("environ", "flags", "expected"), [
+    ({}, AVX512_FLAGS, "AVX512"),
+    ({"CT2_FORCE_CPU_ISA": "AVX2"}, AVX512_FLAGS, None),  # the user's choice wins
+    ({}, frozenset({"avx2", "avx512f"}), None),  # AVX-512F alone: CTranslate2's kernels need BW/VL/DQ/CD too
+])
+def test_preferred_cpu_isa(environ: dict[str, str], flags: frozenset[str], expected: str | None) -> None:
+    assert cpu_isa.preferred_cpu_isa(environ, flags) == expected
+
+
+def test_recommended_environment_keeps_the_users_values() -> None:
+    env = recommended_environment({"MALLOC_ARENA_MAX": "4", "GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"},
+                                  flags=AVX512_FLAGS)
+    assert "MALLOC_ARENA_MAX" not in env
+    assert env["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1"
+    assert env["MALLOC_MMAP_THRESHOLD_"] == "33554432" and env["CT2_FORCE_CPU_ISA"] == "AVX512"
+    assert "CT2_FORCE_CPU_ISA" not in recommended_environment({}, flags=frozenset())
+
+
+def test_the_command_line_tunes_its_own_process_without_reexecuting(converted) -> None:  # type: ignore[no-untyped-def]
+    code = ("import sys\n"
+            "print('start', file=sys.stderr, flush=True)\n"
+            "import fastrerank.tuning as tuning\n"
+            "real = tuning.tune_process\n"
+            "calls = []\n"
+            "tuning.tune_process = lambda: calls.append(real()) or calls[-1]\n"
+            "from fastrerank.cli import main\n"
+            "status = main()\n"
+            "print('tuned', len(calls), file=sys.stderr)\n"
+            "sys.exit(status)\n")
+    done = run_python(code, "rank", "--model", str(converted("tiny")), "apple", "apple pie")
+    assert done.returncode == 0, done.stderr
+    assert [line for line in done.stderr.splitlines() if line in ("start", "tuned 1")] == ["start", "tuned 1"]
+    assert json.loads(done.stdout)["results"][0]["index"] == 0

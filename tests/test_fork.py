@@ -1,0 +1,113 @@
+"""Fork-safety as hosts use it: bare ``os.fork``, multiprocessing ``fork`` and ``forkserver``, and
+gunicorn ``--preload`` with uvicorn workers, after the parent loaded, scored, was loading or was
+in the middle of a call, with 1, 2 or the default number of threads.
+
+The int8 model is the one that hangs: loading it runs an OpenMP parallel loop (CTranslate2's
+u8 compensation), and libgomp's per-thread team does not survive ``fork`` (see
+``fastrerank.engine.runtime``). Every child runs under a deadline in ``fork_probe.py``, and each
+probe under a timeout here, so a hang fails one test instead of stalling the suite.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from fastrerank import Reranker
+
+from .serving.server_process import HOST, free_port
+
+PROBE = Path(__file__).resolve().parent / "fork_probe.py"
+QUERY, DOCS = "apple fruit", ["apple pie", "car engine", "fruit salad and apple"]
+CHILDREN = ("os.fork", "multiprocessing fork", "multiprocessing forkserver")
+
+MATRIX = [(threads, state, "object") for threads in ("1", "2", "default") for state in ("loaded", "scored", "loading", "calling")]
+MATRIX += [("default", state, "cache") for state in ("scored", "loading", "calling")]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("threads", "state", "via"), MATRIX)
+def test_children_score_like_the_parent(threads: str, state: str, via: str, converted) -> None:  # type: ignore[no-untyped-def]
+    folder = converted("tiny", "int8")
+    done = subprocess.run([sys.executable, str(PROBE), str(folder), threads, state, via],
+                          capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads(done.stdout.splitlines()[-1])
+    parent = results.pop("parent")
+    assert results.pop("os.fork, never calls") == "exited"
+    assert results.pop("parent environment unchanged") is True
+    assert results == dict.fromkeys(CHILDREN, parent), done.stderr[-3000:]
+    with Reranker(folder) as fresh:  # the parent scored like a process that never forked
+        assert parent == fresh.score(QUERY, DOCS).tolist()
+
+
+APP = """
+import os
+from fastrerank import Reranker
+from fastrerank.server import create_app
+
+reranker = Reranker(os.environ["PROBE_MODEL"])  # default threads, loaded in the gunicorn master (--preload)
+if os.environ.get("PROBE_SCORE_FIRST"):
+    reranker.score("warm", ["up"])
+app = create_app({"tiny": reranker})
+"""
+
+CONFIG = """
+import json, os
+
+def post_worker_init(worker):
+    # Each worker's first call, before it serves: a hang here keeps the worker from ever booting.
+    from app_module import reranker
+    scores = reranker.score("apple fruit", ["apple pie", "car engine", "fruit salad and apple"]).tolist()
+    with open(os.path.join(os.environ["PROBE_OUT"], f"worker-{os.getpid()}.json"), "w") as out:
+        json.dump(scores, out)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("score_first", [False, True], ids=["loaded", "scored"])
+def test_gunicorn_preload_workers_serve_the_parents_scores(score_first: bool, converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = converted("tiny", "int8")
+    (tmp_path / "app_module.py").write_text(APP)
+    (tmp_path / "gunicorn_conf.py").write_text(CONFIG)
+    out = tmp_path / "out"
+    out.mkdir()
+    port = free_port()
+    import os
+
+    env = {**os.environ, "PROBE_MODEL": str(folder), "PROBE_OUT": str(out), "PROBE_SCORE_FIRST": "1" if score_first else ""}
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "-w", "2", "-k", "uvicorn_worker.UvicornWorker",
+         "-b", f"{HOST}:{port}", "-c", str(tmp_path / "gunicorn_conf.py"), "--graceful-timeout", "5", "app_module:app"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(list(out.glob("worker-*.json"))) < 2 and time.monotonic() < deadline and server.poll() is None:
+            time.sleep(0.1)
+        workers = {path.name: json.loads(path.read_text()) for path in out.glob("worker-*.json")}
+        expected = Reranker(folder).score(QUERY, DOCS).tolist()
+        assert list(workers.values()) == [expected, expected], "a worker hung or failed on its first call"
+        body = {"model": "tiny", "query": QUERY, "documents": DOCS, "top_n": 3}
+        for _ in range(8):
+            answer = httpx.post(f"http://{HOST}:{port}/v1/rerank", json=body, timeout=30)
+            assert answer.status_code == 200, answer.text
+            served = {item["index"]: item["relevance_score"] for item in answer.json()["results"]}
+            assert [served[i] for i in range(3)] == pytest.approx(expected, abs=1e-7)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.communicate(timeout=30)
+        if server.poll() is None:
+            server.kill()
+            server.communicate()
+    assert server.returncode == 0, server.stdout.read() if server.stdout else ""
