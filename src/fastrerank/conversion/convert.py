@@ -30,7 +30,7 @@ from ..errors import (
     MissingDependencyError,
     describe_value,
 )
-from .checkpoint import Checkpoint, open_checkpoint
+from .checkpoint import Checkpoint, check_layout, open_checkpoint
 from .encoder_spec import HEAD_TENSORS, build_encoder_spec, extract_head, normalise_names
 
 __all__ = ["QUANTIZATIONS", "convert_folder"]
@@ -170,7 +170,11 @@ def _write_model(
     import ctranslate2
 
     config = checkpoint.config
-    tensors = normalise_names(_read_tensors(checkpoint, progress))
+    raw = _read_tensors(checkpoint, progress)
+    if checkpoint.pickled:  # a safetensors layout was checked from its headers; a pickle's only now
+        check_layout({name: array.shape for name, array in raw.items()}, config)
+    tensors = normalise_names(raw)
+    del raw
     head = extract_head(tensors, config)
     for name in HEAD_TENSORS:
         tensors.pop(name, None)
