@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrerank import ConversionError, UnsupportedModelError, convert
+from fastrerank import ConversionError, UnsupportedModelError, convert, model_format
 from fastrerank.conversion import checkpoint as checkpoint_module
 from fastrerank.errors import CorruptModelError, FastRerankError
 
@@ -142,3 +142,30 @@ def test_an_integer_weight_is_refused_from_the_headers(hf_models: dict[str, Path
     _rewrite_weights(source, lambda t: t.update({name: t[name].astype(np.int32)}))
     with pytest.raises(ConversionError, match=f"tensor '{name}' has dtype I32; expected float32 or float16"):
         convert(source, tmp_path / "out", quantization="float32")
+
+
+# --- 3. NaN and inf weights --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("name", ["roberta.encoder.layer.0.output.dense.weight", "classifier.out_proj.weight"])
+def test_non_finite_weight_is_refused_naming_the_tensor(name: str, value: float, hf_models: dict[str, Path],
+                                                        tmp_path: Path) -> None:
+    source = _copy(hf_models["tiny"], tmp_path / "src")
+
+    def poison(tensors: dict[str, np.ndarray]) -> None:
+        tensors[name][0, 3] = value
+
+    _rewrite_weights(source, poison)
+    with pytest.raises(ConversionError, match=f"tensor '{name}' contains NaN or infinite values"):
+        convert(source, tmp_path / "out", quantization="int8")
+    assert not (tmp_path / "out").exists()
+    assert _temporaries(tmp_path) == []
+
+
+def test_large_finite_weights_are_not_mistaken_for_infinite(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    # The check sums in float64; float32's largest values must not overflow it into a false alarm.
+    source = _copy(hf_models["tiny"], tmp_path / "src")
+    name = "roberta.embeddings.word_embeddings.weight"
+    _rewrite_weights(source, lambda t: t[name].__setitem__((slice(900, None), slice(None)), np.finfo(np.float32).max))
+    assert model_format.read_metadata(convert(source, tmp_path / "out", quantization="float32")).num_layers == 2

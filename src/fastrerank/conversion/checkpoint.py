@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -201,7 +202,13 @@ def _shards(index: Path) -> tuple[Path, ...]:
 def _as_float32(name: str, array: np.ndarray) -> np.ndarray:
     if array.dtype not in (np.float32, np.float16, np.float64):
         raise ConversionError(f"tensor {name!r} has dtype {array.dtype}; expected float32 or float16")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    # NaN or inf in a weight converts and then scores every document with finite nonsense. A float64
+    # sum is non-finite exactly when an element is (finite float32 values cannot overflow it), and
+    # needs no temporary as large as the tensor, unlike np.isfinite(out).all().
+    if not math.isfinite(out.sum(dtype=np.float64)):
+        raise ConversionError(f"tensor {name!r} contains NaN or infinite values; the checkpoint is damaged")
+    return out
 
 
 def _pickle_tensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
