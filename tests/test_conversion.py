@@ -165,9 +165,22 @@ BAD_INPUTS = {
                             "cannot read weights"),
     "shape mismatch": (lambda f: _edit_config(f, intermediate_size=100), ConversionError,
                        r"intermediate.dense.weight' has shape \(128, 64\), expected \(100, 64\)"),
-    "vocab larger than embeddings": (lambda f: _edit_config(f, vocab_size=10), CorruptModelError,
+    "vocab_size disagrees with the embeddings": (lambda f: _edit_config(f, vocab_size=10), ConversionError,
+                                                 r"word_embeddings.weight' has shape \(1000, 64\), expected \(10, 64\)"),
+    "vocab larger than embeddings": (lambda f: _shrink_embeddings(f, 10), CorruptModelError,
                                      "the tokenizer has 1000 tokens but the model only 10 embedding rows"),
 }
+
+
+def _shrink_embeddings(folder: Path, rows: int) -> None:
+    """Keep only the first ``rows`` word embeddings (and say so in config.json): a tokenizer larger than the table."""
+    from safetensors.numpy import load_file, save_file
+
+    tensors = load_file(folder / "model.safetensors")
+    name = "roberta.embeddings.word_embeddings.weight"
+    tensors[name] = np.ascontiguousarray(tensors[name][:rows])
+    save_file(tensors, folder / "model.safetensors")
+    _edit_config(folder, vocab_size=rows)
 
 
 def _drop_key(folder: Path, key: str) -> None:

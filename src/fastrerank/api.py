@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import hub
-from .conversion import convert_folder
+from .conversion import check_output, convert_folder
 from .errors import ModelClosedError
 from .loading import local_folder_or_hub_id
 from .reranker import DEFAULT_MODEL, Reranker
@@ -57,13 +57,16 @@ def convert(
 
     ``model`` is a local Hugging Face folder or a hub id (downloaded with huggingface_hub,
     honouring ``HF_HOME`` and ``HF_HUB_OFFLINE``). The output is written atomically: it either
-    appears complete or not at all. An existing output is only replaced with ``force=True``.
+    appears complete or not at all. An existing output is only replaced with ``force=True``, and only
+    if it is a previous conversion (never another folder, a file, or a folder holding the source).
 
     Example:
         >>> fastrerank.convert("BAAI/bge-reranker-base", "bge-base-int8")  # doctest: +SKIP
         PosixPath('bge-base-int8')
     """
     name, folder = local_folder_or_hub_id(model)
+    if folder is None:  # a hub id: refuse an output that would be refused anyway before downloading gigabytes
+        check_output(Path(os.path.abspath(output_dir)), force=force)
     source = folder or hub.download_snapshot(name, revision, allow_pickle=allow_pickle)
     return convert_folder(
         source, Path(output_dir), quantization=quantization, force=force, allow_pickle=allow_pickle,

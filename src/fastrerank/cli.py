@@ -24,7 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     convert.add_argument("output_dir")
     convert.add_argument("--quantization", default="int8", choices=QUANTIZATIONS)
     convert.add_argument("--revision", default=None, help="hub revision (branch, tag or commit)")
-    convert.add_argument("--force", action="store_true", help="replace an existing output folder")
+    convert.add_argument("--force", action="store_true", help="replace an existing output that is a previous conversion (never another folder or file)")
     convert.add_argument("--allow-pickle", action="store_true",
                          help="accept pytorch_model.bin (read with torch.load(weights_only=True))")
 

@@ -1,5 +1,7 @@
-"""Checkpoint reading, weight mapping and atomic writing: three pieces kept apart (as in CTranslate2)."""
+"""Checkpoint reading (config.py, checkpoint.py), weight mapping (encoder_spec.py) and atomic writing
+(convert.py, with output.py saying where it may write), kept apart as in CTranslate2."""
 
 from .convert import QUANTIZATIONS, convert_folder
+from .output import check_output
 
-__all__ = ["QUANTIZATIONS", "convert_folder"]
+__all__ = ["QUANTIZATIONS", "check_output", "convert_folder"]

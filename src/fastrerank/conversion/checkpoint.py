@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import math
+import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -22,92 +23,71 @@ from ..errors import (
     MissingDependencyError,
     ModelLoadError,
     ModelNotFoundError,
-    UnsupportedModelError,
 )
+from .config import XLMRConfig, read_config
 
-__all__ = ["Checkpoint", "XLMRConfig", "open_checkpoint", "read_config"]
+__all__ = ["Checkpoint", "check_layout", "open_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
-SUPPORTED_ARCHITECTURE = "XLMRobertaForSequenceClassification"
 SAFETENSORS_FILE = "model.safetensors"
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
 _MIN_TORCH = (2, 10)
+_FLOAT_DTYPES = ("F32", "F16", "F64")  # what numpy reads and _as_float32 accepts
+_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
 
 
-@dataclass(frozen=True)
-class XLMRConfig:
-    """The architecture facts fastrerank needs from ``config.json``."""
+def check_layout(shapes: Mapping[str, tuple[int, ...]], config: XLMRConfig) -> None:
+    """Check the checkpoint's tensor names and shapes against ``config``; pure, no tensor data needed.
 
-    hidden_size: int
-    num_layers: int
-    num_heads: int
-    intermediate_size: int
-    max_position_embeddings: int
-    vocab_size: int
-    layer_norm_eps: float
-    hidden_act: str
-    pad_token_id: int
-
-    @property
-    def max_positions(self) -> int:
-        """Usable positions: XLM-R reserves ``pad_token_id + 1`` rows of its position table."""
-        return self.max_position_embeddings - self.pad_token_id - 1
-
-
-def read_config(folder: Path) -> XLMRConfig:
-    """Read ``config.json`` and accept only a one-label XLM-R classifier with absolute positions.
+    ``shapes`` maps each tensor name (with or without the ``roberta.`` prefix) to its shape, as a
+    safetensors header gives them. The layer count is compared first, so that a config claiming a
+    million layers fails here in constant time instead of building a million-layer spec.
 
     Raises:
-        ModelNotFoundError: the folder or ``config.json`` is missing.
-        CorruptModelError: ``config.json`` is not JSON or lacks a key.
-        UnsupportedModelError: another architecture, several labels, or relative positions.
+        ConversionError: the layer count differs from ``num_hidden_layers``, a tensor is missing,
+            or a shape differs from what ``config.json`` implies (both named).
     """
-    if not folder.is_dir():
-        raise ModelNotFoundError(f"model folder {str(folder)!r} does not exist")
-    path = folder / "config.json"
-    if not path.is_file():
-        raise ModelNotFoundError(f"config.json is missing in {str(folder)!r}")
-    try:
-        raw: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise CorruptModelError(f"config.json: invalid JSON at line {err.lineno}: {err.msg}") from err
-    except (OSError, UnicodeDecodeError) as err:
-        raise CorruptModelError(f"config.json cannot be read: {err}") from err
-    if not isinstance(raw, dict):
-        raise CorruptModelError("config.json: expected a JSON object")
-    architectures = raw.get("architectures")
-    model_type = raw.get("model_type")
-    if architectures != [SUPPORTED_ARCHITECTURE] or model_type not in ("xlm-roberta", "roberta"):
-        raise UnsupportedModelError(
-            f"unsupported model: architectures={architectures!r}, model_type={model_type!r}; "
-            f"fastrerank converts {SUPPORTED_ARCHITECTURE} (model_type 'xlm-roberta') rerankers"
+    named = {name.removeprefix("roberta."): name for name in shapes}
+    layers = {int(match.group(1)) for short in named if (match := _LAYER.match(short))}
+    if len(layers) != config.num_layers:
+        raise ConversionError(
+            f"config.json: num_hidden_layers={config.num_layers} but the checkpoint has {len(layers)} encoder layers"
         )
-    labels = raw.get("num_labels", len(raw.get("id2label") or {"0": None}))
-    if labels != 1:
-        raise UnsupportedModelError(f"unsupported model: {labels} labels; a reranker has exactly 1 (num_labels=1)")
-    position_type = raw.get("position_embedding_type", "absolute")
-    if position_type != "absolute":
-        raise UnsupportedModelError(
-            f"unsupported model: position_embedding_type={position_type!r}; only 'absolute' is supported"
-        )
-    try:
-        return XLMRConfig(
-            hidden_size=int(raw["hidden_size"]),
-            num_layers=int(raw["num_hidden_layers"]),
-            num_heads=int(raw["num_attention_heads"]),
-            intermediate_size=int(raw["intermediate_size"]),
-            max_position_embeddings=int(raw["max_position_embeddings"]),
-            vocab_size=int(raw["vocab_size"]),
-            layer_norm_eps=float(raw.get("layer_norm_eps", 1e-5)),
-            hidden_act=str(raw.get("hidden_act", "gelu")),
-            pad_token_id=int(raw.get("pad_token_id", 1)),
-        )
-    except KeyError as err:
-        raise CorruptModelError(f"config.json: missing key {err.args[0]!r}") from err
-    except (TypeError, ValueError) as err:
-        raise CorruptModelError(f"config.json: {err}") from err
+    hidden, inter = config.hidden_size, config.intermediate_size
+    # None: any size >= 1 (the token-type table's rows, which config.json's type_vocab_size need not match).
+    expected: dict[str, tuple[int | None, ...]] = {
+        "embeddings.word_embeddings.weight": (config.vocab_size, hidden),
+        "embeddings.position_embeddings.weight": (config.max_position_embeddings, hidden),
+        "embeddings.token_type_embeddings.weight": (None, hidden),
+        "embeddings.LayerNorm.weight": (hidden,),
+        "embeddings.LayerNorm.bias": (hidden,),
+        "classifier.dense.weight": (hidden, hidden),
+        "classifier.dense.bias": (hidden,),
+        "classifier.out_proj.weight": (1, hidden),
+        "classifier.out_proj.bias": (1,),
+    }
+    for i in range(config.num_layers):  # bounded: the layer count equals the checkpoint's, checked above
+        prefix = f"encoder.layer.{i}."
+        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
+            expected[f"{prefix}{part}.weight"] = (hidden, hidden)
+            expected[f"{prefix}{part}.bias"] = (hidden,)
+        for part in ("attention.output.LayerNorm", "output.LayerNorm"):
+            expected[f"{prefix}{part}.weight"] = (hidden,)
+            expected[f"{prefix}{part}.bias"] = (hidden,)
+        expected[f"{prefix}intermediate.dense.weight"] = (inter, hidden)
+        expected[f"{prefix}intermediate.dense.bias"] = (inter,)
+        expected[f"{prefix}output.dense.weight"] = (hidden, inter)
+        expected[f"{prefix}output.dense.bias"] = (hidden,)
+    for short, want in expected.items():
+        name = named.get(short)
+        if name is None:
+            raise ConversionError(f"tensor {short!r} is missing from the checkpoint")
+        found = tuple(shapes[name])
+        if len(found) != len(want) or any(f < 1 if w is None else f != w for f, w in zip(found, want)):
+            shown = "(" + ", ".join("*" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
+            raise ConversionError(f"tensor {name!r} has shape {found}, expected {shown} from config.json")
 
 
 @dataclass(frozen=True)
@@ -135,19 +115,56 @@ class Checkpoint:
             except (SafetensorError, OSError, ValueError, TypeError) as err:
                 raise ConversionError(f"{path.name}: cannot read weights ({err})") from err
 
+    def header_shapes(self) -> dict[str, tuple[int, ...]] | None:
+        """``{name: shape}`` from the safetensors headers alone (no tensor data), or None for a pickle.
+
+        Raises:
+            ConversionError: a file is not valid safetensors, or a weight has a dtype numpy cannot read.
+        """
+        if self.pickled:
+            return None  # a pickle's shapes are only known once it is unpickled
+        from safetensors import SafetensorError, safe_open
+
+        shapes: dict[str, tuple[int, ...]] = {}
+        for path in self.tensor_files:
+            try:
+                with safe_open(str(path), framework="np") as handle:
+                    for name in handle.keys():
+                        tensor = handle.get_slice(name)
+                        dtype = tensor.get_dtype()
+                        if dtype not in _FLOAT_DTYPES:  # the same rule as reading (_as_float32), told before reading
+                            raise ConversionError(f"tensor {name!r} has dtype {dtype}; expected float32 or float16")
+                        shapes[name] = tuple(tensor.get_shape())
+            except (SafetensorError, OSError, ValueError, TypeError) as err:
+                raise ConversionError(f"{path.name}: cannot read weights ({err})") from err
+        return shapes
+
     def total_bytes(self) -> int:
         """Size of the weight files, for progress reporting."""
         return sum(path.stat().st_size for path in self.tensor_files)
 
 
 def open_checkpoint(folder: Path, *, allow_pickle: bool = False) -> Checkpoint:
-    """Validate ``folder`` as a reranker checkpoint; reads ``config.json`` but no weights yet.
+    """Validate ``folder`` as a reranker checkpoint: ``config.json`` and the weight headers, no weights yet.
+
+    The tensor names and shapes of a safetensors checkpoint are checked against the config here
+    (see :func:`check_layout`); a pickle checkpoint's only once it is read.
 
     Raises:
         ModelNotFoundError: the folder, ``config.json``, ``tokenizer.json`` or the weights are missing.
+        CorruptModelError: a config value has the wrong type or range (the key is named).
+        UnsupportedModelError: another architecture, several labels, relative positions, an unknown activation.
+        ConversionError: the weight files are unreadable or disagree with the config.
         ModelLoadError: only a pickle checkpoint is present and ``allow_pickle`` is false.
     """
-    config = read_config(folder)
+    checkpoint = _find_weights(folder, read_config(folder), allow_pickle)
+    shapes = checkpoint.header_shapes()
+    if shapes is not None:
+        check_layout(shapes, checkpoint.config)
+    return checkpoint
+
+
+def _find_weights(folder: Path, config: XLMRConfig, allow_pickle: bool) -> Checkpoint:
     tokenizer_file = folder / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelNotFoundError(
@@ -185,7 +202,13 @@ def _shards(index: Path) -> tuple[Path, ...]:
 def _as_float32(name: str, array: np.ndarray) -> np.ndarray:
     if array.dtype not in (np.float32, np.float16, np.float64):
         raise ConversionError(f"tensor {name!r} has dtype {array.dtype}; expected float32 or float16")
-    return np.ascontiguousarray(array, dtype=np.float32)
+    out = np.ascontiguousarray(array, dtype=np.float32)
+    # NaN or inf in a weight converts and then scores every document with finite nonsense. A float64
+    # sum is non-finite exactly when an element is (finite float32 values cannot overflow it), and
+    # needs no temporary as large as the tensor, unlike np.isfinite(out).all().
+    if not math.isfinite(out.sum(dtype=np.float64)):
+        raise ConversionError(f"tensor {name!r} contains NaN or infinite values; the checkpoint is damaged")
+    return out
 
 
 def _pickle_tensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:

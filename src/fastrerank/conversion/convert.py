@@ -3,7 +3,7 @@
 Everything is written into ``<output>.tmp-<pid>-<random>`` beside the output, flushed to disk,
 with ``fastrerank.json`` last, and then renamed into place: an interrupted conversion (Ctrl-C,
 SIGKILL, a full disk) never leaves a folder that loads. Temporary folders left by dead processes
-are removed by the next conversion into the same parent folder.
+are removed by the next conversion into the same output (see output.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import logging
 import os
 import shutil
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -30,15 +29,15 @@ from ..errors import (
     MissingDependencyError,
     describe_value,
 )
-from .checkpoint import Checkpoint, open_checkpoint
+from .checkpoint import Checkpoint, check_layout, open_checkpoint
 from .encoder_spec import HEAD_TENSORS, build_encoder_spec, extract_head, normalise_names
+from .output import check_output, in_flight, output_lock, remove_stale_temporaries
 
 __all__ = ["QUANTIZATIONS", "convert_folder"]
 
 logger = logging.getLogger(__name__)
 
 QUANTIZATIONS = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32")
-_STALE_AFTER_S = 3600.0
 _PROGRESS_MIN_BYTES = 64 << 20
 
 
@@ -66,59 +65,36 @@ def convert_folder(
         except ImportError as err:
             raise MissingDependencyError(f"quantization={quantization!r} needs torch: pip install 'fastrerank[pickle]'") from err
     output_dir = Path(os.path.abspath(output_dir))
-    if output_dir.exists() and not force:
-        raise ConversionError(f"{str(output_dir)!r} exists; pass force=True to replace it")
-    checkpoint = open_checkpoint(Path(source), allow_pickle=allow_pickle)
-    try:
-        output_dir.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConversionError(f"cannot create {str(output_dir.parent)!r}: {err.strerror}") from err
-    remove_stale_temporaries(output_dir)
-    temporary = output_dir.with_name(f"{output_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
-    try:
-        temporary.mkdir()
-        _write_model(checkpoint, temporary, quantization, source_model or str(source), source_revision, progress)
-        _publish(temporary, output_dir, force)
-    except FastRerankError:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    except OSError as err:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise ConversionError(f"writing {str(output_dir)!r} failed: {err.strerror or err}") from err
-    except Exception as err:  # writers outside Python's io (safetensors, tokenizers) raise their own types on ENOSPC/EFBIG
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise ConversionError(f"writing {str(output_dir)!r} failed: {err}") from err
-    except BaseException:  # KeyboardInterrupt and the like: leave nothing half-written behind
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
+    source = Path(source)
+    with output_lock(output_dir):
+        # Checked before anything is read, and again at the rename: force replaces only a converted folder.
+        check_output(output_dir, force=force, source=source)
+        checkpoint = open_checkpoint(source, allow_pickle=allow_pickle)
+        try:
+            output_dir.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise ConversionError(f"cannot create {str(output_dir.parent)!r}: {err.strerror}") from err
+        remove_stale_temporaries(output_dir, keep=source)
+        temporary = output_dir.with_name(f"{output_dir.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        with in_flight(temporary):
+            try:
+                temporary.mkdir()
+                _write_model(checkpoint, temporary, quantization, source_model or str(source), source_revision, progress)
+                _publish(temporary, output_dir, force, source)
+            except FastRerankError:
+                shutil.rmtree(temporary, ignore_errors=True)
+                raise
+            except OSError as err:
+                shutil.rmtree(temporary, ignore_errors=True)
+                raise ConversionError(f"writing {str(output_dir)!r} failed: {err.strerror or err}") from err
+            except Exception as err:  # writers outside Python's io (safetensors, tokenizers) raise their own types on ENOSPC/EFBIG
+                shutil.rmtree(temporary, ignore_errors=True)
+                raise ConversionError(f"writing {str(output_dir)!r} failed: {err}") from err
+            except BaseException:  # KeyboardInterrupt and the like: leave nothing half-written behind
+                shutil.rmtree(temporary, ignore_errors=True)
+                raise
     logger.info("converted %s to %s (%s)", source, output_dir, quantization)
     return output_dir
-
-
-def remove_stale_temporaries(output_dir: Path) -> None:
-    """Delete ``<output>.tmp-*`` folders whose process is gone or that are over an hour old."""
-    parent = output_dir.parent
-    if not parent.is_dir():
-        return
-    now = time.time()
-    for path in parent.glob(f"{output_dir.name}.tmp-*"):
-        try:
-            pid = int(path.name.rsplit(".tmp-", 1)[1].split("-")[0])
-            alive = pid != os.getpid() and _pid_alive(pid)
-            if not alive or now - path.stat().st_mtime > _STALE_AFTER_S:
-                shutil.rmtree(path, ignore_errors=True)
-        except (ValueError, IndexError, OSError):
-            continue
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _vocabulary(tokenizer_file: Path, rows: int) -> list[str]:
@@ -170,7 +146,11 @@ def _write_model(
     import ctranslate2
 
     config = checkpoint.config
-    tensors = normalise_names(_read_tensors(checkpoint, progress))
+    raw = _read_tensors(checkpoint, progress)
+    if checkpoint.pickled:  # a safetensors layout was checked from its headers; a pickle's only now
+        check_layout({name: array.shape for name, array in raw.items()}, config)
+    tensors = normalise_names(raw)
+    del raw
     head = extract_head(tensors, config)
     for name in HEAD_TENSORS:
         tensors.pop(name, None)
@@ -217,14 +197,18 @@ def _write_model(
     _fsync(folder)
 
 
-def _publish(temporary: Path, output_dir: Path, force: bool) -> None:
-    if output_dir.exists():
-        if not force:
-            raise ConversionError(f"{str(output_dir)!r} exists; pass force=True to replace it")
+def _publish(temporary: Path, output_dir: Path, force: bool, source: Path) -> None:
+    if os.path.lexists(output_dir):
+        check_output(output_dir, force=force, source=source)  # another process may have put something there
         retired = output_dir.with_name(f"{output_dir.name}.tmp-{os.getpid()}-old{uuid.uuid4().hex[:6]}")
-        os.rename(output_dir, retired)
-        os.rename(temporary, output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
+        with in_flight(retired):
+            os.rename(output_dir, retired)
+            try:
+                os.rename(temporary, output_dir)
+            except BaseException:
+                os.rename(retired, output_dir)  # keep the previous conversion rather than none
+                raise
+            shutil.rmtree(retired, ignore_errors=True)
     else:
         try:
             os.rename(temporary, output_dir)

@@ -17,12 +17,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import ConversionError, UnsupportedModelError
-from .checkpoint import XLMRConfig
+from .config import ACTIVATIONS, XLMRConfig
 
 __all__ = ["HEAD_TENSORS", "build_encoder_spec", "extract_head", "normalise_names"]
 
 HEAD_TENSORS = ("classifier.dense.weight", "classifier.dense.bias", "classifier.out_proj.weight", "classifier.out_proj.bias")
-_ACTIVATIONS = ("gelu", "gelu_new", "gelu_fast", "gelu_pytorch_tanh", "relu", "silu", "swish")
 
 
 def normalise_names(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -65,8 +64,8 @@ def build_encoder_spec(tensors: Mapping[str, np.ndarray], config: XLMRConfig, vo
     """
     from ctranslate2.specs import common_spec, transformer_spec
 
-    if config.hidden_act not in _ACTIVATIONS:
-        raise UnsupportedModelError(f"unsupported hidden_act {config.hidden_act!r} (accepted: {', '.join(_ACTIVATIONS)})")
+    if config.hidden_act not in ACTIVATIONS:
+        raise UnsupportedModelError(f"unsupported hidden_act {config.hidden_act!r} (accepted: {', '.join(ACTIVATIONS)})")
     hidden, inter = config.hidden_size, config.intermediate_size
     activation = common_spec.Activation.GELU if config.hidden_act.startswith("gelu") else (
         common_spec.Activation.RELU if config.hidden_act == "relu" else common_spec.Activation.SWISH
