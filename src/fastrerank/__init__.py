@@ -21,6 +21,7 @@ from .errors import (
     SchemaError,
     UnsupportedModelError,
 )
+from .model_format import verify_checksums as verify
 from .reranker import DEFAULT_MODEL, Reranker
 from .results import RankedDocument, Ranking
 
@@ -46,4 +47,5 @@ __all__ = [
     "clear_cache",
     "convert",
     "rank",
+    "verify",
 ]

@@ -4,7 +4,9 @@
 folder, or a hub id. The last two are converted once into the cache
 (:func:`fastrerank.hub.cache_root`), keyed by source, revision and quantization, under a file
 lock so that two processes converting the same model produce one folder. A valid cached
-conversion is used without any network call, which is what makes offline use work.
+conversion is used without any network call, which is what makes offline use work. A fresh
+conversion is checked against its sha256 before it is used, so a write that went wrong on the
+way to disk is caught once, where loading later checks only sizes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from . import hub, model_format
 from .conversion import convert_folder
-from .errors import FastRerankError, InvalidTypeError, ModelLoadError, ModelNotFoundError, describe_value
+from .errors import CorruptModelError, FastRerankError, InvalidTypeError, ModelLoadError, ModelNotFoundError, describe_value
 
 __all__ = ["conversion_quantization", "local_folder_or_hub_id", "resolve_model"]
 
@@ -132,9 +135,28 @@ def _cached_conversion(
             return target
         source = local or hub.download_snapshot(key, revision, allow_pickle=allow_pickle)
         logger.info("converting %s (%s) into %s", key, quantization, target)
-        return convert_folder(
+        converted = convert_folder(
             source, target, quantization=quantization, force=True, allow_pickle=allow_pickle,
             source_model=str(local) if local else key, source_revision=revision,
         )
+        _check_fresh_conversion(converted)
+        return converted
     finally:
         lock.release()
+
+
+def _check_fresh_conversion(folder: Path) -> None:
+    """Read back what conversion wrote against its sha256; remove it from the cache if it differs.
+
+    Loading checks sizes only, so a conversion damaged on its way to disk would otherwise be
+    used silently from then on. The folder is the cache's own, never the user's.
+    """
+    try:
+        model_format.verify_checksums(folder)
+    except CorruptModelError as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        reason = str(err).removesuffix("; re-convert with force=True")
+        raise CorruptModelError(
+            f"the conversion just written to the cache is damaged ({reason}); it was removed and the next load "
+            "converts again (if this repeats, check the disk that holds FASTRERANK_CACHE)"
+        ) from err
