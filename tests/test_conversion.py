@@ -107,7 +107,7 @@ def test_same_encoder_as_ctranslate2s_own_converter(hf_models: dict[str, Path], 
 def test_converted_folder_contents(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny", "int8")
     metadata = json.loads((folder / "fastrerank.json").read_text())
-    assert metadata["format_version"] == 1
+    assert metadata["format_version"] == 2
     assert metadata["quantization"] == "int8"
     assert metadata["max_positions"] == 512
     assert metadata["recommended_max_length"] == 512

@@ -68,9 +68,9 @@ DAMAGE = {
     "fastrerank.json not JSON": (lambda f: (f / "fastrerank.json").write_text("{oops"), CorruptModelError,
                                  r"fastrerank\.json: Expecting property name"),
     "format too new": (lambda f: _edit_metadata(f, format_version=3), UnsupportedModelError,
-                       r"fastrerank\.json: model format v3; this fastrerank reads <= v1 \(upgrade fastrerank\)$"),
+                       r"fastrerank\.json: model format v3; this fastrerank reads <= v2 \(upgrade fastrerank\)$"),
     "unknown metadata key": (lambda f: _edit_metadata(f, surprise=1), CorruptModelError,
-                             r"unexpected keyword argument 'surprise'; re-convert with force=True$"),
+                             r"fastrerank\.json: unknown key 'surprise'; re-convert with force=True$"),
     "vocab larger than embeddings": (lambda f: _edit_metadata(f, embedding_rows=500), CorruptModelError,
                                      r"^the tokenizer has 1000 tokens but the model only 500 embedding rows$"),
 }

@@ -21,6 +21,7 @@ from .errors import (
     SchemaError,
     UnsupportedModelError,
 )
+from .model_format import verify_checksums as verify
 from .reranker import DEFAULT_MODEL, Reranker
 from .results import RankedDocument, Ranking
 from .tuning import ProcessTuning, tune_process
@@ -49,4 +50,5 @@ __all__ = [
     "convert",
     "rank",
     "tune_process",
+    "verify",
 ]

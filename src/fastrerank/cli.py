@@ -1,4 +1,4 @@
-"""The ``fastrerank`` command: ``convert``, ``rank`` and ``serve``, over the public API only."""
+"""The ``fastrerank`` command: ``convert``, ``rank``, ``serve`` and ``verify``, over the public API only."""
 
 from __future__ import annotations
 
@@ -53,6 +53,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-concurrency", type=int, default=4, help="rankings run at once (default %(default)s)")
     serve.add_argument("--queue-timeout", type=float, default=30.0,
                        help="seconds a request may wait for a slot before a 503 (default %(default)s)")
+
+    verify = commands.add_parser("verify", help="check every file of a converted folder against its recorded sha256")
+    verify.add_argument("folder")
     return parser
 
 
@@ -98,6 +101,14 @@ def _run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_verify(args: argparse.Namespace) -> int:
+    from . import verify
+
+    checked = verify(args.folder)
+    print(f"ok: {len(checked)} files of {args.folder} match their sha256")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 for other failures).
 
@@ -109,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_process()
     args = _parser().parse_args(argv)
-    runners = {"convert": _run_convert, "rank": _run_rank, "serve": _run_serve}
+    runners = {"convert": _run_convert, "rank": _run_rank, "serve": _run_serve, "verify": _run_verify}
     try:
         return runners[args.command](args)
     except (InvalidInputError, InvalidTypeError) as err:

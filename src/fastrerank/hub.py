@@ -15,16 +15,28 @@ import re
 import struct
 from pathlib import Path
 
-from .errors import CorruptModelError, ModelNotFoundError
+from .errors import CorruptModelError, InvalidInputError, InvalidTypeError, ModelNotFoundError, describe_value
 
-__all__ = ["cache_root", "converted_cache_dir", "download_snapshot", "is_offline", "looks_like_hub_id", "verify_snapshot"]
+__all__ = [
+    "cache_root",
+    "check_revision",
+    "converted_cache_dir",
+    "download_snapshot",
+    "hub_id_problem",
+    "is_offline",
+    "looks_like_hub_id",
+    "verify_snapshot",
+]
 
 logger = logging.getLogger(__name__)
 
 _REQUIRED = ("config.json", "tokenizer.json")
 _PATTERNS = ["config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
              "model.safetensors", "model.safetensors.index.json", "model-*.safetensors"]
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$|^[A-Za-z0-9][\w.-]*$")
+# Git ref names (branches, tags, ``refs/pr/1``) and commit hashes, in the characters the hub
+# uses; '/' separates segments, and no segment may be empty, '.' or '..' (see check_revision).
+_REVISION = re.compile(r"^[A-Za-z0-9._+=@-]+(/[A-Za-z0-9._+=@-]+)*$")
+_MAX_REVISION = 255
 
 
 def is_offline() -> bool:
@@ -32,9 +44,51 @@ def is_offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def hub_id_problem(name: str) -> str | None:
+    """Why huggingface_hub would refuse ``name`` as a repository id, or ``None`` when it accepts it.
+
+    huggingface_hub's own validator decides (``--``, ``..``, a trailing ``.``, ``.git``, over 96
+    characters...), so that its ``HFValidationError`` never reaches the user.
+    """
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError as err:
+        # Its messages end with the id itself, which the caller's message already shows.
+        return str(err).replace(f": '{name}'", "")
+    return None
+
+
 def looks_like_hub_id(name: str) -> bool:
-    """``org/name`` or ``name`` with the characters the hub allows, and not a path."""
-    return bool(_HUB_ID.match(name)) and not name.startswith((".", "~")) and ".." not in name
+    """``org/name`` or ``name`` as huggingface_hub accepts it (which no path starting with ``.``, ``/`` or ``~`` is)."""
+    return hub_id_problem(name) is None
+
+
+def check_revision(revision: object) -> str | None:
+    """Return ``revision`` (a branch, tag or commit) if it is ``None`` or a safe ref name.
+
+    Checked before any file is touched: the revision becomes part of cache paths, so a value
+    such as ``"x/../../elsewhere"`` must never reach the filesystem.
+
+    Raises:
+        InvalidTypeError: ``revision`` is not a str or ``None``.
+        InvalidInputError: empty, longer than 255 characters, or not made of ``/``-separated
+            segments of letters, digits and ``._+=@-`` (no ``.`` or ``..`` segment, no leading or
+            trailing ``/``, no control characters).
+    """
+    if revision is None:
+        return None
+    if not isinstance(revision, str):
+        raise InvalidTypeError(f"revision must be a str (branch, tag or commit) or None, got {type(revision).__name__}")
+    segments = revision.split("/")
+    if (not _REVISION.match(revision) or len(revision) > _MAX_REVISION
+            or any(segment in (".", "..") for segment in segments)):
+        raise InvalidInputError(
+            f"revision must be a branch, tag or commit: up to {_MAX_REVISION} letters, digits, '._+=@-' in "
+            f"'/'-separated parts, none of them '.' or '..'; got {describe_value(revision)}"
+        )
+    return revision
 
 
 def cache_root() -> Path:
@@ -50,11 +104,31 @@ def cache_root() -> Path:
 
 
 def converted_cache_dir(source: str, revision: str | None, quantization: str) -> Path:
-    """The cache folder of one (source, revision, quantization): readable name plus a short hash."""
+    """The cache folder of one (source, revision, quantization): readable name plus a short hash.
+
+    Every part of the name is reduced to word characters, ``.`` and ``-`` and the parts are joined
+    with ``--``, so the folder is always a direct child of :func:`cache_root`, whatever they hold.
+
+    Raises:
+        InvalidInputError: ``revision`` is not a safe ref name (see :func:`check_revision`).
+    """
+    check_revision(revision)
     key = f"{source}@{revision or 'default'}#{quantization}"
-    readable = re.sub(r"[^\w.-]+", "--", source.strip("/"))[-80:]
+    parts = [_readable(source)[-80:], _readable(revision or "default")[-80:], _readable(quantization)[-40:]]
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    return cache_root() / f"{readable}--{revision or 'default'}--{quantization}--{digest}"
+    root = cache_root()
+    folder = root / "--".join([*parts, digest])
+    # The name has no separator and is never '.' or '..', so this cannot fail; it states the
+    # invariant that the cache's locks and replacements rely on (symlinks are not followed: a
+    # cache entry the user moved elsewhere and linked back stays usable).
+    if Path(os.path.normpath(folder)).parent != Path(os.path.normpath(root)):
+        raise InvalidInputError(f"the cache folder for {describe_value(key)} would leave the cache {str(root)!r}")
+    return folder
+
+
+def _readable(text: str) -> str:
+    """``text`` with every run of characters other than word characters, ``.`` and ``-`` replaced by ``--``."""
+    return re.sub(r"[^\w.-]+", "--", text.strip("/"))
 
 
 def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle: bool = False) -> Path:
@@ -64,6 +138,7 @@ def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle
     fails verification is downloaded again once (online) or refused (offline).
 
     Raises:
+        InvalidInputError: ``revision`` is not a safe ref name (checked before anything is written).
         ModelNotFoundError: unknown, gated or private repository, unknown revision, or offline
             with nothing cached.
         CorruptModelError: the files stay inconsistent after a fresh download, or offline.
@@ -77,6 +152,7 @@ def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle
         RevisionNotFoundError,
     )
 
+    check_revision(revision)
     patterns = _PATTERNS + (["pytorch_model.bin"] if allow_pickle else [])
     offline = is_offline()
     where = f"{repo_id!r} (revision {revision or 'main'})"

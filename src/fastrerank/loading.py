@@ -4,7 +4,9 @@
 folder, or a hub id. The last two are converted once into the cache
 (:func:`fastrerank.hub.cache_root`), keyed by source, revision and quantization, under a file
 lock so that two processes converting the same model produce one folder. A valid cached
-conversion is used without any network call, which is what makes offline use work.
+conversion is used without any network call, which is what makes offline use work. A fresh
+conversion is checked against its sha256 before it is used, so a write that went wrong on the
+way to disk is caught once, where loading later checks only sizes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 from pathlib import Path
 
 from . import hub, model_format
 from .conversion import convert_folder
-from .errors import FastRerankError, InvalidTypeError, ModelNotFoundError
+from .errors import CorruptModelError, FastRerankError, InvalidTypeError, ModelLoadError, ModelNotFoundError, describe_value
 
 __all__ = ["conversion_quantization", "local_folder_or_hub_id", "resolve_model"]
 
@@ -37,7 +40,8 @@ def local_folder_or_hub_id(model: object) -> tuple[str, Path | None]:
 
     Raises:
         InvalidTypeError: ``model`` is neither a str nor a path.
-        ModelNotFoundError: it names no folder and cannot be a hub id (or names a file).
+        ModelNotFoundError: it names no folder and is not a hub id huggingface_hub accepts (the
+            message gives its reason), or it names a file.
     """
     if not isinstance(model, (str, os.PathLike)):
         raise InvalidTypeError(f"model must be a path or a hub id (str), got {type(model).__name__}")
@@ -45,9 +49,19 @@ def local_folder_or_hub_id(model: object) -> tuple[str, Path | None]:
     path = Path(name).expanduser()
     if path.is_dir():
         return name, path
-    if path.exists() or not hub.looks_like_hub_id(name):
+    if path.exists() or _looks_like_path(name):
         raise ModelNotFoundError(f"model folder {name!r} does not exist")
+    problem = hub.hub_id_problem(name)
+    if problem is not None:
+        raise ModelNotFoundError(
+            f"model {describe_value(name)} is neither an existing folder nor a valid Hugging Face hub id ({problem})"
+        )
     return name, None
+
+
+def _looks_like_path(name: str) -> bool:
+    """Whether ``name`` can only be meant as a path (absolute, relative to ``.``/``~``, or deeper than ``org/name``)."""
+    return os.path.isabs(name) or name.startswith((".", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name
 
 
 def resolve_model(
@@ -57,7 +71,11 @@ def resolve_model(
     revision: str | None = None,
     allow_pickle: bool = False,
 ) -> Path:
-    """Return a converted folder for ``model``; see the module docstring."""
+    """Return a converted folder for ``model``; see the module docstring.
+
+    ``revision`` is checked before anything else (it becomes part of cache paths).
+    """
+    hub.check_revision(revision)
     name, path = local_folder_or_hub_id(model)
     if path is not None:
         if model_format.is_converted_folder(path):
@@ -103,13 +121,42 @@ def _cached_conversion(
     target = hub.converted_cache_dir(key, revision, quantization)
     if _valid_cache(target, quantization):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
+    lock = FileLock(str(target) + ".lock")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        lock.acquire()
+    except OSError as err:
+        raise ModelLoadError(
+            f"cannot write the conversion cache {str(target.parent)!r} ({err.strerror or err}); "
+            "set FASTRERANK_CACHE to a writable folder"
+        ) from err
+    try:
         if _valid_cache(target, quantization):  # another process finished it while we waited
             return target
         source = local or hub.download_snapshot(key, revision, allow_pickle=allow_pickle)
         logger.info("converting %s (%s) into %s", key, quantization, target)
-        return convert_folder(
+        converted = convert_folder(
             source, target, quantization=quantization, force=True, allow_pickle=allow_pickle,
             source_model=str(local) if local else key, source_revision=revision,
         )
+        _check_fresh_conversion(converted)
+        return converted
+    finally:
+        lock.release()
+
+
+def _check_fresh_conversion(folder: Path) -> None:
+    """Read back what conversion wrote against its sha256; remove it from the cache if it differs.
+
+    Loading checks sizes only, so a conversion damaged on its way to disk would otherwise be
+    used silently from then on. The folder is the cache's own, never the user's.
+    """
+    try:
+        model_format.verify_checksums(folder)
+    except CorruptModelError as err:
+        shutil.rmtree(folder, ignore_errors=True)
+        reason = str(err).removesuffix("; re-convert with force=True")
+        raise CorruptModelError(
+            f"the conversion just written to the cache is damaged ({reason}); it was removed and the next load "
+            "converts again (if this repeats, check the disk that holds FASTRERANK_CACHE)"
+        ) from err

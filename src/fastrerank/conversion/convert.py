@@ -173,7 +173,7 @@ def _write_model(
     # safetensors creates files 0600 whatever the umask: give the head the mode every other file
     # got, so that a model converted by one user (a Docker build) loads for another.
     os.chmod(folder / model_format.HEAD_FILE, (folder / model_format.TOKENIZER_FILE).stat().st_mode & 0o777)
-    files = {path.name: path.stat().st_size for path in sorted(folder.iterdir()) if path.is_file()}
+    files, sha256 = model_format.describe_files(folder)
     metadata = model_format.ModelMetadata(
         format_version=model_format.FORMAT_VERSION,
         source_model=source_model,
@@ -187,6 +187,7 @@ def _write_model(
         special_tokens={"bos": 0, "pad": config.pad_token_id, "eos": 2, "unk": 3},
         ctranslate2_version=ctranslate2.__version__,
         files=files,
+        sha256=sha256,
     )
     for path in folder.iterdir():
         _fsync(path)
