@@ -161,7 +161,7 @@ def test_long_query_is_cut_with_one_warning(tiny_reranker: Reranker, hf_models: 
     with caplog.at_level(logging.WARNING, logger="fastrerank"):
         ranking = tiny_reranker.rank(query, ["the apple is a fruit"])
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
-    assert len(warnings) == 1 and f"query of {len(q)} tokens cut to 384" in warnings[0].getMessage()
+    assert len(warnings) == 1 and "query of over 384 tokens cut to 384" in warnings[0].getMessage()
     assert ranking.query_truncated
     d = _query_ids(hf_models["tiny"], "the apple is a fruit")
     expected = sigmoid(reference_logits_for_ids(hf_models["tiny"], [[0, *q[:384], 2, 2, *d, 2]]))[0]

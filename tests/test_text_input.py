@@ -1,14 +1,16 @@
-"""Queries and documents are plain text.
+"""Queries and documents are plain text, and a query is cut before it is tokenized.
 
 A special-token string in the text (``<pad>``, ``<s>x</s>``, ``</s>``, ``<unk>``, ``<mask>``) gets
 the ordinary pieces SentencePiece gives it, never a control id: the rows run must equal those of
 transformers' ``split_special_tokens=True`` over a vocabulary that no text can turn into a special
 token (``reference.plain_text_tokenizer_folder``), and the scores the reference model's on those
-rows.
+rows. A query is cut before tokenizing like documents, so a 10-million-character query costs what
+a query of the limit costs, with ``query_truncated`` still exact.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from fastrerank import Reranker
 from fastrerank.testing import make_corpus
 
 from .reference import load_reference, reference_logits_for_ids, reference_pair_logits, sigmoid, windows_by_rule
+from .reliability_helpers import memory_child
 
 QUERY = "apple fruit"
 SPECIAL_TEXTS = ["hello <pad> world", "<s>x</s>", "</s>", "<unk>", "<mask>", "a<pad>b<s>c</s>d", "<mask> fruit<unk>"]
@@ -111,3 +114,61 @@ def test_special_token_string_across_a_window_boundary(special: str, short_reran
     assert ranking.tokens == sum(map(len, expected_rows))
     expected = sigmoid(reference_logits_for_ids(folder, expected_rows).max())
     assert ranking[0].score == pytest.approx(expected, abs=1e-4)
+
+
+# --- a query is cut before it is tokenized ----------------------------------------------------
+
+_HUGE_QUERY = """
+folder = sys.argv[1]
+reranker = Reranker(folder, threads=1)
+doc = "the apple is a fruit"
+queries = {
+    "words": ("apple fruit data model text city river " * 250_001)[:10_000_000],
+    "no-spaces": ("机器学习人工智能研究开发" * 833_334)[:10_000_000],
+}
+reranker.rank("apple fruit", [doc])  # warm-up
+out = {}
+for kind, query in queries.items():
+    ranking, delta, peak, cpu = measure(lambda: reranker.rank(query, [doc]))
+    out[kind] = {"delta": delta, "cpu": cpu, "score": ranking[0].score, "tokens": ranking.tokens,
+                 "truncated": ranking.query_truncated}
+print(json.dumps(out))
+"""
+_QUERY_PREFIXES = {  # the first 20,000 characters of each query above: far more than 384 tokens
+    "words": ("apple fruit data model text city river " * 600)[:20_000],
+    "no-spaces": ("机器学习人工智能研究开发" * 2000)[:20_000],
+}
+
+
+@pytest.mark.slow
+def test_huge_query_is_cut_before_tokenizing(converted, hf_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    # Before, the whole query was tokenized and then cut: +0.8 GiB (words) to +2 GiB (no spaces)
+    # of peak RSS for 10 million characters.
+    folder = hf_models["tiny"]
+    result = memory_child(_HUGE_QUERY, converted("tiny"))
+    tokenizer, _ = load_reference(str(folder))
+    d = tokenizer("the apple is a fruit", add_special_tokens=False)["input_ids"]
+    for kind, measured in result.items():
+        print(f"10M-character query ({kind}): +{measured['delta']:.1f} MiB peak RSS, {measured['cpu']:.2f} s CPU")
+        q = tokenizer(_QUERY_PREFIXES[kind], add_special_tokens=False)["input_ids"]
+        assert len(q) > 384
+        expected = sigmoid(reference_logits_for_ids(folder, [[0, *q[:384], 2, 2, *d, 2]]))[0]
+        assert measured["truncated"] is True
+        assert measured["tokens"] == 384 + 4 + len(d)
+        assert measured["score"] == pytest.approx(expected, abs=1e-5), kind
+        assert measured["delta"] < 100, json.dumps(result)
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_query_truncated_is_exact_at_the_limit(extra: int, tiny_reranker: Reranker, hf_models: dict[str, Path]) -> None:
+    # A long query of exactly 384 tokens is not truncated, one of 385 is; both long enough (over
+    # 4 characters a token) to be cut before tokenizing.
+    tokenizer, _ = load_reference(str(hf_models["tiny"]))
+    words = " ".join(["apple"] * 2000)  # one token a word
+    offsets = tokenizer(words, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    query = words[: offsets[383 + extra][1]]
+    q = tokenizer(query, add_special_tokens=False)["input_ids"]
+    assert len(q) == 384 + extra and len(query) > 4 * 385
+    ranking = tiny_reranker.rank(query, ["apple"])
+    assert ranking.query_truncated is bool(extra)
+    assert ranking.tokens == 384 + 4 + len(tokenizer("apple", add_special_tokens=False)["input_ids"])

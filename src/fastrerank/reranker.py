@@ -178,13 +178,14 @@ class Reranker:
         self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None
     ) -> tuple[np.ndarray, int, bool]:
         self._runtime.check_open()
-        query_ids = self._text.encode(query)
-        if not query_ids:
-            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
         query_limit = self.max_length * 3 // 4
+        # Cut before tokenizing, like documents; one token past the limit tells whether it was cut.
+        (query_ids,) = self._text.encode_many([query], max_tokens=query_limit + 1)
+        if not len(query_ids):
+            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
         truncated = len(query_ids) > query_limit
         if truncated:
-            logger.warning("query of %d tokens cut to %d (max_length * 3 // 4)", len(query_ids), query_limit)
+            logger.warning("query of over %d tokens cut to %d (max_length * 3 // 4)", query_limit, query_limit)
             query_ids = query_ids[:query_limit]
         if not docs:
             return np.empty(0, dtype=np.float64), 0, truncated
