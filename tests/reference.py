@@ -7,22 +7,69 @@ so that a bug in the engine cannot hide behind the same bug in the test.
 from __future__ import annotations
 
 import functools
+import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 
 
 @functools.lru_cache(maxsize=8)
-def load_reference(folder: str):  # type: ignore[no-untyped-def]
-    """(tokenizer, model) from transformers, in eval mode, float32."""
+def load_reference(folder: str, plain_text: bool = False):  # type: ignore[no-untyped-def]
+    """(tokenizer, model) from transformers, in eval mode, float32.
+
+    ``plain_text=True``: a tokenizer that reads special-token strings in text as plain text
+    (see :func:`plain_text_tokenizer_folder`), loaded with ``split_special_tokens=True``.
+    """
     import transformers
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-    tokenizer = AutoTokenizer.from_pretrained(folder)
+    if plain_text:
+        tokenizer = AutoTokenizer.from_pretrained(str(plain_text_tokenizer_folder(Path(folder))), split_special_tokens=True)
+    else:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
     model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
     return tokenizer, model
+
+
+_SPECIAL_FIELDS = ("bos_token", "eos_token", "unk_token", "sep_token", "pad_token", "cls_token", "mask_token")
+
+
+def plain_text_tokenizer_folder(folder: Path) -> Path:
+    """A copy of ``folder``'s tokenizer files in which no text can become a special token.
+
+    ``split_special_tokens=True`` alone is not enough for XLM-R: its Unigram vocabulary holds
+    ``<s>``, ``<pad>``, ``</s>``, ``<unk>`` (and in the real models ``<mask>``) as pieces of score
+    0.0, so the text ``<pad>`` still becomes the pad id. Here those pieces are renamed to start with
+    "▁▁" (a Metaspace word never holds "▁" past its first character), with their ids, and every file
+    that names a special token is renamed alike, so transformers finds the same ids.
+    """
+    out = folder.parent / f"{folder.name}-plain-text-tokenizer"
+    if out.exists():
+        return out
+    work = folder.parent / f"{folder.name}-plain-text-tokenizer.tmp"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir()
+    specials = set(json.loads((folder / "special_tokens_map.json").read_text()).values())
+
+    def renamed(token: str) -> str:
+        return "\u2581\u2581" + token if token in specials else token
+
+    state = json.loads((folder / "tokenizer.json").read_text())
+    in_vocab = {piece[0] for piece in state["model"]["vocab"]} & specials
+    state["model"]["vocab"] = [[renamed(piece), score] for piece, score in state["model"]["vocab"]]
+    for token in state["added_tokens"]:
+        token["content"] = renamed(token["content"]) if token["content"] in in_vocab else token["content"]
+    (work / "tokenizer.json").write_text(json.dumps(state))
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        config = json.loads((folder / name).read_text())
+        config.update({field: renamed(config[field]) if config[field] in in_vocab else config[field]
+                       for field in _SPECIAL_FIELDS if field in config})
+        (work / name).write_text(json.dumps(config))
+    work.rename(out)
+    return out
 
 
 def _padded(rows: list[list[int]]):  # type: ignore[no-untyped-def]
@@ -58,9 +105,10 @@ def reference_first_token_states(folder: Path, rows: list[list[int]]) -> np.ndar
         return model.roberta(input_ids=ids, attention_mask=mask).last_hidden_state[:, 0].numpy()
 
 
-def reference_pair_logits(folder: Path, query: str, docs: list[str], max_length: int) -> np.ndarray:
+def reference_pair_logits(folder: Path, query: str, docs: list[str], max_length: int, *,
+                          plain_text: bool = False) -> np.ndarray:
     """Logits of ``tokenizer(query, doc, truncation="only_second", max_length=...)`` pairs."""
-    tokenizer, _ = load_reference(str(folder))
+    tokenizer, _ = load_reference(str(folder), plain_text)
     rows = [tokenizer(query, doc, truncation="only_second", max_length=max_length)["input_ids"] for doc in docs]
     return reference_logits_for_ids(folder, rows)
 
@@ -81,9 +129,10 @@ def windows_by_rule(doc_len: int, query_len: int, max_length: int, overlap: int,
     return spans
 
 
-def reference_chunked(folder: Path, query: str, docs: list[str], *, max_length: int, overlap: int, max_chunks: int) -> tuple[np.ndarray, int]:
+def reference_chunked(folder: Path, query: str, docs: list[str], *, max_length: int, overlap: int, max_chunks: int,
+                      plain_text: bool = False) -> tuple[np.ndarray, int]:
     """(max logit per document, tokens run) by the rule above, tokenized by transformers."""
-    tokenizer, _ = load_reference(str(folder))
+    tokenizer, _ = load_reference(str(folder), plain_text)
     q = tokenizer(query, add_special_tokens=False)["input_ids"][: max_length * 3 // 4]
     best, tokens = [], 0
     for doc in docs:

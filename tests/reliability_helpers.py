@@ -30,6 +30,43 @@ def describe(done: subprocess.CompletedProcess[str]) -> str:
     return f"exit {done.returncode}\n--- stdout\n{done.stdout[-3000:]}\n--- stderr\n{done.stderr[-3000:]}"
 
 
+def json_line(done: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
+    """The last stdout line of a child that exited 0, parsed as JSON."""
+    assert done.returncode == 0, describe(done)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+MEMORY_CHILD = """
+import gc, json, sys, time
+from fastrerank import Reranker
+
+def status(field):
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024  # MiB
+
+def measure(call):
+    gc.collect()
+    with open("/proc/self/clear_refs", "w") as handle:
+        handle.write("5")  # reset the peak RSS (VmHWM, what ru_maxrss reports) to the current RSS
+    base = status("VmRSS")
+    cpu = time.process_time()
+    result = call()
+    return result, status("VmHWM") - base, status("VmHWM"), time.process_time() - cpu
+"""
+
+
+def memory_child(body: str, *args: object, timeout: float = 240) -> dict:  # type: ignore[type-arg]
+    """Run ``body`` after :data:`MEMORY_CHILD` (``measure(call)`` -> result, peak RSS growth in
+    MiB, peak RSS, CPU seconds) in a fresh interpreter; its last stdout line, as JSON."""
+    # Measured under glibc's default malloc, which a Reranker leaves alone: the caching switches of
+    # fastrerank.tune_process keep freed memory and grow the heap in large steps, which would add a
+    # constant offset of up to ~16 MiB to one call's peak that has nothing to do with the document.
+    # The memory tests measure what fastrerank's own code allocates.
+    return json_line(run_python(MEMORY_CHILD + body, *args, timeout=timeout))
+
+
 def refresh_sizes(folder: Path) -> None:
     """Record the current file sizes in ``fastrerank.json`` after a test edited a file on purpose."""
     marker = folder / "fastrerank.json"

@@ -7,7 +7,6 @@ or as ``TimeoutExpired``, never as a dead pytest. Memory is measured as the peak
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -22,15 +21,10 @@ import pytest
 from fastrerank import ConversionError, Reranker, convert
 
 from .reference import load_reference, reference_logits_for_ids, sigmoid
-from .reliability_helpers import SRC, control_stripping_copy, describe, run_python
+from .reliability_helpers import SRC, control_stripping_copy, describe, json_line, memory_child, run_python
 
 QUERY = "apple fruit"
 DOCS = ["the apple is a fruit", "Paris is a city", "机器学习 data model", "banana 🍕 pizza", ""]
-
-
-def _json_line(done: subprocess.CompletedProcess[str]) -> dict:  # type: ignore[type-arg]
-    assert done.returncode == 0, describe(done)
-    return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def _reference_scores(folder: Path, query: str, docs: list[str]) -> np.ndarray:
@@ -77,35 +71,6 @@ def test_g6_empty_inputs_never_reach_ctranslate2(converted, tmp_path: Path) -> N
 
 # --- G4: one huge document -------------------------------------------------------------------
 
-_MEMORY_CHILD = """
-import gc, json, sys, time
-from fastrerank import Reranker
-
-def status(field):
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024  # MiB
-
-def measure(call):
-    gc.collect()
-    with open("/proc/self/clear_refs", "w") as handle:
-        handle.write("5")  # reset the peak RSS (VmHWM, what ru_maxrss reports) to the current RSS
-    base = status("VmRSS")
-    cpu = time.process_time()
-    result = call()
-    return result, status("VmHWM") - base, status("VmHWM"), time.process_time() - cpu
-"""
-
-
-def _memory_child(body: str, *args: object, timeout: float = 240) -> dict:  # type: ignore[type-arg]
-    # Measured under glibc's default malloc, which a Reranker leaves alone: the caching switches of
-    # fastrerank.tune_process keep freed memory and grow the heap in large steps, which would add a
-    # constant offset of up to ~16 MiB to one call's peak that has nothing to do with the document.
-    # G4 and G5 measure what fastrerank's own code allocates.
-    return _json_line(run_python(_MEMORY_CHILD + body, *args, timeout=timeout))
-
-
 _HUGE_DOC = """
 folder, kind = sys.argv[1], sys.argv[2]
 reranker = Reranker(folder, threads=1)
@@ -134,10 +99,10 @@ print(json.dumps({"delta": delta, "peak": peak, "cpu": cpu, "tokens": ranking.to
 @pytest.mark.slow
 def test_g4_memory_does_not_grow_with_document_length(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
-    exact = _memory_child(_HUGE_DOC, folder, "exact")
+    exact = memory_child(_HUGE_DOC, folder, "exact")
     assert exact["tokens"] == exact["chunk_tokens"] + 3 * 80 + 4 * (exact["q"] + 4)  # 4 windows, overlaps counted twice
     for kind in ("words", "cjk-surrogates"):
-        huge = _memory_child(_HUGE_DOC, folder, kind)
+        huge = memory_child(_HUGE_DOC, folder, kind)
         print(f"G4 {kind}: 10M chars +{huge['delta']:.1f} MiB peak RSS, {huge['cpu']:.2f} s CPU; "
               f"exactly 4 windows +{exact['delta']:.1f} MiB, {exact['cpu']:.2f} s CPU")
         assert huge["tokens"] <= exact["tokens"], huge  # still at most 4 windows
@@ -164,8 +129,8 @@ print(json.dumps({"delta": delta, "peak": peak, "cpu_per_doc": cpu / count, "n":
 @pytest.mark.timeout(400)
 def test_g5_memory_and_time_per_document_bounded_for_10k_docs(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
-    small = _memory_child(_MANY_DOCS, folder, 1000)
-    large = _memory_child(_MANY_DOCS, folder, 10000, timeout=300)
+    small = memory_child(_MANY_DOCS, folder, 1000)
+    large = memory_child(_MANY_DOCS, folder, 10000, timeout=300)
     assert large["n"] == 10000
     print(f"G5: peak RSS {small['peak']:.0f} MiB (1k docs) -> {large['peak']:.0f} MiB (10k docs), "
           f"{large['peak'] / small['peak']:.2f}x; CPU per doc {1000 * small['cpu_per_doc']:.2f} -> "
@@ -414,7 +379,7 @@ print(json.dumps(counts))
 @pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_g10_close_during_calls_gives_results_or_model_closed(converted) -> None:  # type: ignore[no-untyped-def]
-    counts = _json_line(run_python(_CLOSE_CHILD, converted("tiny"), 100, timeout=240))
+    counts = json_line(run_python(_CLOSE_CHILD, converted("tiny"), 100, timeout=240))
     print(f"G10: 100 close() runs under 16 threads: {counts['ok']} correct results, {counts['closed']} ModelClosedError")
     assert counts["closed"] == 16 * 100  # every thread ended on ModelClosedError, none on another error
     assert counts["ok"] > 0

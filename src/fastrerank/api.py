@@ -64,6 +64,7 @@ def convert(
         >>> fastrerank.convert("BAAI/bge-reranker-base", "bge-base-int8")  # doctest: +SKIP
         PosixPath('bge-base-int8')
     """
+    revision = hub.check_revision(revision)  # also recorded in fastrerank.json for a local folder
     name, folder = local_folder_or_hub_id(model)
     if folder is None:  # a hub id: refuse an output that would be refused anyway before downloading gigabytes
         check_output(Path(os.path.abspath(output_dir)), force=force)

@@ -187,20 +187,21 @@ class Reranker:
         self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None,
         run_batch: Callable[[list[np.ndarray]], np.ndarray],
     ) -> tuple[np.ndarray, int, bool]:
-        query_ids = self._text.encode(query)
-        if not query_ids:
-            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
         query_limit = self.max_length * 3 // 4
+        # Cut before tokenizing, like documents; one token past the limit tells whether it was cut.
+        (query_ids,) = self._text.encode_many([query], max_tokens=query_limit + 1)
+        if not len(query_ids):
+            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
         truncated = len(query_ids) > query_limit
         if truncated:
-            logger.warning("query of %d tokens cut to %d (max_length * 3 // 4)", len(query_ids), query_limit)
+            logger.warning("query of over %d tokens cut to %d (max_length * 3 // 4)", query_limit, query_limit)
             query_ids = query_ids[:query_limit]
         if not docs:
             return np.empty(0, dtype=np.float64), 0, truncated
         plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc)
         doc_ids = self._text.encode_many(docs, max_tokens=plan.max_document_tokens)
 
-        prefix = np.array([BOS, *query_ids, EOS, EOS], dtype=np.int32)
+        prefix = np.concatenate(([BOS], query_ids, [EOS, EOS])).astype(np.int32)
         suffix = np.array([EOS], dtype=np.int32)
         # Rows are kept as the bytes of int32 arrays (4 bytes a token, whatever the number of
         # documents); identical windows are run once.

@@ -1,25 +1,34 @@
-"""Tokenize queries and documents once, without special tokens, and only as much as will be used.
+"""Tokenize queries and documents once, as plain text, and only as much as will be used.
 
-The tokenizer is configured once at load (no truncation, no padding) and never mutated, so one
-instance serves many threads. Documents longer than the window rule can use are cut *before*
-tokenizing: at one token per character, tokenizing a 10-million-character document costs
-gigabytes. The cut is made at a whitespace boundary (XLM-R's pre-tokenizer splits there, so the
-kept tokens are exactly those of the whole text); text with no whitespace near the cut loses a
-short margin of characters instead. Lone surrogates are replaced after the cut, and documents are
-tokenized a slice at a time into compact ``int32`` arrays, so memory does not grow with the text's
-length and grows by only a few bytes a token with the number of documents.
+The tokenizer is configured once at load (no truncation, no padding, special-token strings read as
+plain text) and never mutated, so one instance serves many threads. A query or document containing
+the text ``<pad>`` or ``</s>`` gets ordinary pieces for it, as SentencePiece itself gives, never
+a control id (a ``<pad>`` id inside a row would even make CTranslate2 number positions unlike
+transformers, which skips pad ids).
+
+Queries and documents longer than the window rule can use are cut *before* tokenizing: at one
+token per character, tokenizing a 10-million-character text costs gigabytes. The cut is made at a
+whitespace boundary (XLM-R's pre-tokenizer splits there, so the kept tokens are exactly those of
+the whole text); text with no whitespace near the cut loses a short margin of characters instead.
+Lone surrogates are replaced after the cut, and documents are tokenized a slice at a time into
+compact ``int32`` arrays, so memory does not grow with the text's length and grows by only a few
+bytes a token with the number of documents.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from ..errors import CorruptModelError, InferenceError
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["TextEncoder", "replace_lone_surrogates"]
 
@@ -30,6 +39,10 @@ _WHITESPACE = re.compile(r"\s")
 _CHARS_PER_TOKEN_GUESS = 4  # XLM-R averages about 4 characters a token; the prefix doubles when short
 _NO_SPACE_MARGIN = 32  # characters dropped at a cut with no whitespace, so a split word is not kept
 _SLICE = 256  # texts per tokenizer call: its Encoding objects cost ~100 bytes a token while they live
+# Prefixed to a vocabulary piece that spells a special token, so that no text can match it: every
+# SentencePiece-style pipeline (XLM-R's Metaspace pre-tokenizer) turns U+0020 into "▁" before the
+# model sees a word.
+_UNMATCHABLE = " "
 
 
 def replace_lone_surrogates(text: str) -> str:
@@ -43,12 +56,7 @@ class TextEncoder:
     """A ``tokenizers.Tokenizer`` read from ``tokenizer.json``, checked against the embedding table."""
 
     def __init__(self, tokenizer_file: Path, *, embedding_rows: int) -> None:
-        from tokenizers import Tokenizer
-
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_file))
-        except Exception as err:  # tokenizers raises plain Exception on malformed files
-            raise CorruptModelError(f"{tokenizer_file.name} cannot be loaded: {err}") from err
+        tokenizer = _load_plain_text_tokenizer(tokenizer_file)
         tokenizer.no_truncation()
         tokenizer.no_padding()
         vocab_size = tokenizer.get_vocab_size(with_added_tokens=True)
@@ -97,6 +105,50 @@ class TextEncoder:
             encodings = _guarded(self._tokenizer.encode_batch_fast, chunk, add_special_tokens=False)
             out.extend(np.asarray(encoding.ids, dtype=np.int32) for encoding in encodings)
         return out
+
+
+def _load_plain_text_tokenizer(tokenizer_file: Path) -> Tokenizer:
+    """The tokenizer of ``tokenizer_file``, made to read special-token strings in text as plain text.
+
+    Two places turn the text ``<pad>`` into the pad id: the added-token matcher, which
+    ``encode_special_tokens`` turns off (transformers' ``split_special_tokens=True``), and XLM-R's
+    Unigram vocabulary itself, which holds ``<s>``, ``<pad>``, ``</s>``, ``<unk>`` and ``<mask>``
+    as pieces of the best score, 0.0. Those pieces are renamed to strings no text can reach, with
+    their ids and scores kept (the score of unknown characters derives from the lowest score), so
+    the text gets the ordinary pieces SentencePiece gives it.
+    """
+    from tokenizers import Tokenizer
+
+    try:
+        state = json.loads(tokenizer_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise CorruptModelError(f"{tokenizer_file.name} cannot be loaded: {err}") from err
+    _hide_special_pieces(state)
+    try:
+        tokenizer = Tokenizer.from_str(json.dumps(state, ensure_ascii=False))
+    except Exception as err:  # tokenizers raises plain Exception on malformed files
+        raise CorruptModelError(f"{tokenizer_file.name} cannot be loaded: {err}") from err
+    tokenizer.encode_special_tokens = True
+    return tokenizer
+
+
+def _hide_special_pieces(state: Any) -> None:
+    """Rename, in a Unigram vocabulary and its added tokens, the pieces that spell a special token."""
+    model = state.get("model") if isinstance(state, dict) else None
+    added = state.get("added_tokens") if isinstance(state, dict) else None
+    if not (isinstance(model, dict) and model.get("type") == "Unigram"
+            and isinstance(model.get("vocab"), list) and isinstance(added, list)):
+        return  # anything malformed is left for tokenizers to report
+    specials = {token.get("content") for token in added if isinstance(token, dict) and token.get("special")}
+    hidden = set()
+    for piece in model["vocab"]:
+        if isinstance(piece, list) and piece and piece[0] in specials:
+            hidden.add(piece[0])
+            piece[0] = _UNMATCHABLE + piece[0]
+    for token in added:
+        # Renamed alike, so the added token keeps the id of its piece instead of getting a new one.
+        if isinstance(token, dict) and token.get("content") in hidden:
+            token["content"] = _UNMATCHABLE + token["content"]
 
 
 def _guarded(function: Callable[..., T], *args: object, **kwargs: object) -> T:
