@@ -12,6 +12,8 @@ JSON object: child name -> scores, ``"hang"``, or an error string; plus ``"paren
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import json
 import multiprocessing
 import os
@@ -105,6 +107,7 @@ def _bare_fork(work: object) -> object:
     pid = os.fork()
     if pid == 0:
         os.close(read)
+        faulthandler.dump_traceback_later(DEADLINE_S - 5, exit=True)  # a hang says where, on stderr
         try:
             payload: object = work() if callable(work) else "exited"
             if "CT2_FORCE_CPU_ISA" in os.environ and "CT2_FORCE_CPU_ISA" not in ENV_AT_START:
@@ -132,6 +135,13 @@ def _wait(pid: int) -> int | None:
         if done:
             return os.waitstatus_to_exitcode(status)
         time.sleep(0.02)
+    threads = []
+    for task in sorted(os.listdir(f"/proc/{pid}/task")):  # where each thread of the hung child waits
+        with contextlib.suppress(OSError):
+            name = open(f"/proc/{pid}/task/{task}/comm").read().strip()
+            wchan = open(f"/proc/{pid}/task/{task}/wchan").read().strip()
+            threads.append(f"{task} {name} {wchan}")
+    print(f"hung child {pid}: " + "; ".join(threads), file=sys.stderr)
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     return None

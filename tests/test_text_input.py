@@ -30,17 +30,17 @@ CONTROL_IDS = {0, 1, 2, 999}  # <s>, <pad>, </s> and the fixture's <mask>; <unk>
 
 @pytest.fixture
 def rows_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[int]]]:
-    """Every row a Reranker hands CTranslate2 during the test (patched on the class, undone after)."""
-    from fastrerank.engine.runtime import EncoderRuntime
+    """Every row a Reranker hands CTranslate2 during the test (patched in the engine, undone after)."""
+    from fastrerank.engine import runtime
 
     seen: list[list[int]] = []
-    original = EncoderRuntime.first_token_states
+    original = runtime._first_token_states
 
-    def recording(self: EncoderRuntime, rows: list[np.ndarray]) -> np.ndarray:
+    def recording(encoder: object, rows: list[np.ndarray]) -> np.ndarray:
         seen.extend(np.asarray(row).tolist() for row in rows)
-        return original(self, rows)
+        return original(encoder, rows)
 
-    monkeypatch.setattr(EncoderRuntime, "first_token_states", recording)
+    monkeypatch.setattr(runtime, "_first_token_states", recording)
     yield seen
 
 

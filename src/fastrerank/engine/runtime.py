@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
@@ -37,7 +38,7 @@ Rows = Sequence[Sequence[int] | np.ndarray]
 
 __all__ = ["EncoderRuntime"]
 
-PAD_ID = 1
+BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
 
 
 def _park_inherited(encoder: object) -> None:
@@ -76,9 +77,22 @@ def _on_helper_thread(function: Callable[[], T]) -> T:
     helper = threading.Thread(target=run, name="fastrerank-load", daemon=True)
     helper.start()
     helper.join()
+    _wait_until_gone(helper.native_id)
     if errors:
         raise errors[0]
     return results[0]
+
+
+def _wait_until_gone(native_id: int | None, limit_s: float = 5.0) -> None:
+    """Wait until a joined thread has really ended (Linux): ``join()`` returns before the thread's
+    C-level exit handlers (libgomp's and MKL's per-thread cleanup) have run, and a fork meanwhile
+    would copy a lock one of them holds."""
+    if native_id is None:
+        return
+    task = f"/proc/self/task/{native_id}"
+    deadline = time.monotonic() + limit_s
+    while os.path.exists(task) and time.monotonic() < deadline:
+        time.sleep(0.0005)
 
 
 _RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
@@ -125,13 +139,19 @@ class EncoderRuntime:
 
         def build():  # type: ignore[no-untyped-def]
             with cpu_isa_for_load() if self._device == "cpu" else nullcontext():
-                return ctranslate2.Encoder(
+                encoder = ctranslate2.Encoder(
                     str(self._folder),
                     device=self._device,
                     compute_type=self._compute_type,
                     intra_threads=self._threads,
                     inter_threads=1,
                 )
+            if self._device == "cpu":
+                # The constructor returns while CTranslate2's worker thread may still be setting
+                # itself up (OpenMP and MKL thread settings); a fork then would copy whatever lock
+                # that holds. One two-token batch waits until the worker has run a job.
+                encoder.forward_batch([[BOS_ID, EOS_ID]])
+            return encoder
 
         try:
             return _on_helper_thread(build)
