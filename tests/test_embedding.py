@@ -145,3 +145,48 @@ def test_the_command_line_tunes_its_own_process_without_reexecuting(converted) -
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if line in ("start", "tuned 1")] == ["start", "tuned 1"]
     assert json.loads(done.stdout)["results"][0]["index"] == 0
+
+
+HOOK_PROBE = """
+import ctypes, json, os, sys
+if sys.argv[2] == "ctranslate2 first":
+    import ctranslate2
+from fastrerank import Reranker
+from fastrerank.engine import ct2_import
+reranker = Reranker(sys.argv[1], device="cpu", threads=1)
+scores = reranker.score("apple", ["apple pie", "car engine"]).tolist()
+import ctranslate2
+ct2 = ctypes.CDLL(str(ct2_import._ctranslate2_library(ctranslate2)), mode=os.RTLD_NOLOAD)
+libc = ctypes.CDLL("libc.so.6")
+hook = ctypes.c_void_p.in_dll(ct2, "i_malloc").value
+names = {ctypes.cast(libc.malloc, ctypes.c_void_p).value: "glibc malloc"}
+mimalloc = ct2_import._mimalloc_library()
+if mimalloc:
+    mi = ctypes.CDLL(str(mimalloc))
+    names[ctypes.cast(mi.mi_malloc, ctypes.c_void_p).value] = "mi_malloc"
+# What `malloc` means for the program and every library loaded after: still glibc's, never mimalloc's
+# (which also exports a `malloc`, kept private by RTLD_LOCAL).
+process_malloc = ctypes.cast(ctypes.CDLL(None).malloc, ctypes.c_void_p).value
+names["host malloc is not glibc"] = process_malloc != ctypes.cast(libc.malloc, ctypes.c_void_p).value
+print(json.dumps({"allocator": ct2_import.ct2_allocator(), "i_malloc": names.get(hook, hex(hook or 0)),
+                  "host malloc is not glibc": names.get("host malloc is not glibc"), "scores": scores}))
+"""
+
+HAVE_MIMALLOC = __import__("fastrerank.engine.ct2_import", fromlist=["_"])._mimalloc_library() is not None
+
+
+@pytest.mark.skipif(not (sys.platform.startswith("linux") and HAVE_MIMALLOC), reason="needs cmeel-mimalloc on Linux")
+@pytest.mark.parametrize("order", ["fastrerank first", "ctranslate2 first"])
+def test_ctranslate2_buffers_come_from_mimalloc_and_the_host_keeps_glibc(order: str, converted) -> None:  # type: ignore[no-untyped-def]
+    done = run_python(HOOK_PROBE, converted("tiny", "int8"), order)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.splitlines()[-1])
+    if order == "fastrerank first":
+        assert (report["allocator"], report["i_malloc"]) == ("mimalloc", "mi_malloc")
+    else:  # something else imported CTranslate2 first, and may have allocated: the hooks are left alone
+        assert (report["allocator"], report["i_malloc"]) == ("system", "glibc malloc")
+    assert report["host malloc is not glibc"] is False
+    from fastrerank import Reranker
+
+    with Reranker(converted("tiny", "int8"), threads=1) as reference:
+        assert report["scores"] == pytest.approx(reference.score("apple", ["apple pie", "car engine"]).tolist(), abs=1e-6)

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import model_format
+from ..engine.ct2_import import import_ctranslate2
 from ..errors import (
     ConversionError,
     CorruptModelError,
@@ -143,7 +144,7 @@ def _write_model(
     source_revision: str | None,
     progress: bool | None,
 ) -> None:
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     config = checkpoint.config
     raw = _read_tensors(checkpoint, progress)

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..engine.ct2_import import import_ctranslate2
 from ..errors import ConversionError, UnsupportedModelError
 from .config import ACTIVATIONS, XLMRConfig
 
@@ -62,6 +63,7 @@ def build_encoder_spec(tensors: Mapping[str, np.ndarray], config: XLMRConfig, vo
     ``tensors`` are keyed without the ``roberta.`` prefix (see :func:`normalise_names`);
     ``vocabulary`` lists one token per embedding row, in id order.
     """
+    import_ctranslate2()  # first, so that CTranslate2 gets its own allocator (engine.ct2_import)
     from ctranslate2.specs import common_spec, transformer_spec
 
     if config.hidden_act not in ACTIVATIONS:

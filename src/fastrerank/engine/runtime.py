@@ -32,6 +32,7 @@ import numpy as np
 
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
+from .ct2_import import import_ctranslate2
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[int] | np.ndarray]
@@ -135,7 +136,7 @@ class EncoderRuntime:
         return str(self._encoder.compute_type)
 
     def _load(self):  # type: ignore[no-untyped-def]
-        import ctranslate2
+        ctranslate2 = import_ctranslate2()
 
         def build():  # type: ignore[no-untyped-def]
             with cpu_isa_for_load() if self._device == "cpu" else nullcontext():
@@ -207,7 +208,7 @@ def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-u
     if not rows or min(len(row) for row in rows) == 0:
         # CTranslate2 would end the process with SIGFPE on this input.
         raise InferenceError("refusing to run an empty batch or an empty row")
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     width = max(len(row) for row in rows)
     ids = np.full((len(rows), width), PAD_ID, dtype=np.int32)
