@@ -65,6 +65,18 @@ _live_temporaries: set[str] = set()  # this process's temporary folders still be
 _registry_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # The parent's converting threads were not copied: their locks and temporaries are not ours.
+    global _registry_lock, _output_locks, _live_temporaries
+    _registry_lock = threading.Lock()
+    _output_locks = {}
+    _live_temporaries = set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 @contextlib.contextmanager
 def output_lock(output_dir: Path) -> Iterator[None]:
     """Hold the lock of ``output_dir`` (by its real path) for this process; released when unused."""

@@ -41,6 +41,15 @@ _lock = threading.Lock()
 _allocator: str | None = None  # what CTranslate2's CPU buffers come from, once decided
 
 
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a thread importing CTranslate2 during the fork was not copied
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def import_ctranslate2() -> ModuleType:
     """``import ctranslate2``, installing the buffer allocator on the first import (see the module docstring)."""
     global _allocator
