@@ -9,7 +9,9 @@ is an XLM-R-style Unigram model learnt from a generated multilingual corpus.
 
 Only runtime dependencies are used (numpy, safetensors, tokenizers), so a user can test a
 service built on fastrerank without a 2 GB download, and the benchmarks can build full-size
-architectures whose compute cost equals the real models'::
+architectures whose compute cost equals the real models'. :func:`make_sentencepiece_tokenizer`
+alone also needs ``sentencepiece`` (and ``protobuf``): it builds a tokenizer the way the real
+models' were built, normalizer included::
 
     >>> from fastrerank.testing import ModelShape, make_reranker_folder
     >>> folder = make_reranker_folder("/tmp/tiny-reranker", ModelShape.tiny())  # doctest: +SKIP
@@ -17,6 +19,7 @@ architectures whose compute cost equals the real models'::
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -27,9 +30,9 @@ from pathlib import Path
 
 import numpy as np
 from safetensors.numpy import save_file
-from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers, processors
+from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-__all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_tokenizer"]
+__all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_sentencepiece_tokenizer", "make_tokenizer"]
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0, 1, 2, 3, as in XLM-R
 MASK_TOKEN = "<mask>"
@@ -159,6 +162,11 @@ def make_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
         [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")]
     )
     tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    return _with_xlmr_specials(tokenizer)
+
+
+def _with_xlmr_specials(tokenizer: Tokenizer) -> Tokenizer:
+    """Add XLM-R's special tokens and pair template to a tokenizer whose vocabulary starts with them."""
     tokenizer.add_special_tokens([AddedToken(token, special=True) for token in SPECIAL_TOKENS])
     tokenizer.add_special_tokens([AddedToken(MASK_TOKEN, lstrip=True, special=True)])
     bos, eos = tokenizer.token_to_id("<s>"), tokenizer.token_to_id("</s>")
@@ -171,6 +179,56 @@ def make_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
         if tokenizer.token_to_id(token) != expected_id:
             raise RuntimeError(f"special token {token!r} got id {tokenizer.token_to_id(token)}, expected {expected_id}")
     return tokenizer
+
+
+# Scripts written without spaces between words (Thai), and Japanese with ideographic spaces
+# (U+3000), so that a SentencePiece tokenizer covers the texts where its normalizer matters.
+_SPM_EXTRA = {
+    "th": ["ภาษาไทย", "เป็น", "ภาษา", "ที่", "ใช้", "ใน", "ประเทศไทย", "การ", "ค้นหา", "เอกสาร", "ข้อมูล", "ระบบ"],
+    "ja": ["東京", "は", "日本", "の", "首都", "です", "検索", "文書", "モデル", "データ"],
+}
+
+
+def make_sentencepiece_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer:
+    """Build an XLM-R tokenizer from a SentencePiece Unigram model trained offline; deterministic.
+
+    Unlike :func:`make_tokenizer`, the pipeline is the real models' (xlm-roberta, bge-reranker,
+    bce-reranker): SentencePiece's own ``nmt_nfkc`` normalization compiled into a ``Precompiled``
+    normalizer (NFKC, with control characters such as U+000B and U+001C-U+001F deleted, and
+    NBSP, U+3000, tabs and newlines made spaces), spaces collapsed, and a Metaspace pre-tokenizer;
+    the vocabulary is laid out as transformers' ``XLMRobertaConverter`` lays it out (``<s>``,
+    ``<pad>``, ``</s>``, ``<unk>``, the SentencePiece pieces, ``<mask>`` last).
+
+    ``vocab_size`` counts every token, ``<mask>`` included. Needs ``sentencepiece`` (training,
+    and its ``sentencepiece_model_pb2`` to read the model back) and ``protobuf``.
+    """
+    import sentencepiece
+    from sentencepiece import sentencepiece_model_pb2
+
+    rng = random.Random(seed)
+    corpus = make_corpus(seed=seed)
+    for _ in range(300):
+        thai = " ".join("".join(rng.choices(_SPM_EXTRA["th"], k=rng.randint(2, 6))) for _ in range(rng.randint(1, 4)))
+        corpus += [thai, "\u3000".join(rng.choices(_SPM_EXTRA["ja"], k=rng.randint(3, 10)))]
+    model = io.BytesIO()
+    # SentencePiece's own <unk>, <s>, </s> are its ids 0-2; XLM-R replaces them by its four
+    # specials, so the model has vocab_size - 2 pieces.
+    sentencepiece.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus), model_writer=model, vocab_size=vocab_size - 2, model_type="unigram",
+        normalization_rule_name="nmt_nfkc", character_coverage=1.0, num_threads=1, minloglevel=2,
+    )
+    proto = sentencepiece_model_pb2.ModelProto()  # type: ignore[attr-defined]  # generated at import
+    proto.ParseFromString(model.getvalue())
+    vocab = [(token, 0.0) for token in SPECIAL_TOKENS]
+    vocab += [(piece.piece, piece.score) for piece in proto.pieces[3:]] + [(MASK_TOKEN, 0.0)]
+    tokenizer = Tokenizer(models.Unigram(vocab, unk_id=SPECIAL_TOKENS.index("<unk>"), byte_fallback=False))
+    tokenizer.normalizer = normalizers.Sequence([
+        normalizers.Precompiled(proto.normalizer_spec.precompiled_charsmap),
+        normalizers.Replace(Regex(" {2,}"), " "),
+    ])
+    tokenizer.pre_tokenizer = pre_tokenizers.Metaspace(replacement="\u2581", prepend_scheme="always")
+    tokenizer.decoder = decoders.Metaspace(replacement="\u2581", prepend_scheme="always")
+    return _with_xlmr_specials(tokenizer)
 
 
 def _random_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:

@@ -7,9 +7,17 @@ a control id (a ``<pad>`` id inside a row would even make CTranslate2 number pos
 transformers, which skips pad ids).
 
 Queries and documents longer than the window rule can use are cut *before* tokenizing: at one
-token per character, tokenizing a 10-million-character text costs gigabytes. The cut is made at a
-whitespace boundary (XLM-R's pre-tokenizer splits there, so the kept tokens are exactly those of
-the whole text); text with no whitespace near the cut loses a short margin of characters instead.
+token per character, tokenizing a 10-million-character text costs gigabytes. A prefix of the text
+is tokenized instead, and only tokens the whole text is known to share are kept: those of every
+word the tokenizer's own normalizer and pre-tokenizer split off before the prefix's last word,
+which may go on past the cut. A word is what the tokenizer makes one: a fixed notion of
+whitespace would not do, as XLM-R's normalizer deletes some whitespace (U+000B, U+001C-U+001F),
+so that ``ab<U+000B>cd`` is the one word ``▁abcd``. When that last word is long (a script written
+without spaces), its first tokens are kept where the tokenization of a prefix longer by
+``_CHECK_MARGIN`` characters agrees (a Unigram segmentation depends on nothing that far ahead).
+The prefix grows until it holds enough tokens, but never past ``_MAX_CHARS_PER_TOKEN``
+characters a token: a text that makes fewer tokens than that (megabytes of characters the
+normalizer deletes) is scored on the tokens of its first characters.
 Lone surrogates are replaced after the cut, and documents are tokenized a slice at a time into
 compact ``int32`` arrays, so memory does not grow with the text's length and grows by only a few
 bytes a token with the number of documents.
@@ -28,16 +36,16 @@ import numpy as np
 from ..errors import CorruptModelError, InferenceError
 
 if TYPE_CHECKING:
-    from tokenizers import Tokenizer
+    from tokenizers import Encoding, Tokenizer
 
 __all__ = ["TextEncoder", "replace_lone_surrogates"]
 
 T = TypeVar("T")
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-_WHITESPACE = re.compile(r"\s")
 _CHARS_PER_TOKEN_GUESS = 4  # XLM-R averages about 4 characters a token; the prefix doubles when short
-_NO_SPACE_MARGIN = 32  # characters dropped at a cut with no whitespace, so a split word is not kept
+_MAX_CHARS_PER_TOKEN = 32  # the prefix stops growing at this many characters per token wanted
+_CHECK_MARGIN = 256  # characters past a cut inside a long word that the agreement check tokenizes
 _SLICE = 256  # texts per tokenizer call: its Encoding objects cost ~100 bytes a token while they live
 # Prefixed to a vocabulary piece that spells a special token, so that no text can match it: every
 # SentencePiece-style pipeline (XLM-R's Metaspace pre-tokenizer) turns U+0020 into "▁" before the
@@ -85,18 +93,23 @@ class TextEncoder:
         return result
 
     def _encode_prefix(self, text: str, max_tokens: int, limit: int) -> np.ndarray:
+        cap = max_tokens * _MAX_CHARS_PER_TOKEN
         while True:
-            prefix = replace_lone_surrogates(text[:limit])  # never a copy of the whole text
             if limit >= len(text):
-                return self._encode_batch([prefix])[0][:max_tokens]
-            boundary = _last_whitespace(prefix)
-            if boundary < limit // 2:
-                boundary = limit - _NO_SPACE_MARGIN
-            encoding = _guarded(self._tokenizer.encode, prefix, add_special_tokens=False)
-            ids = [token for token, (_, end) in zip(encoding.ids, encoding.offsets) if end <= boundary]
-            if len(ids) >= max_tokens:
-                return np.asarray(ids[:max_tokens], dtype=np.int32)
-            limit *= 2
+                return self._encode_batch([text])[0][:max_tokens]
+            encoding = self._encode_one(text[:limit])  # never a copy of the whole text
+            kept = _complete_words(encoding)
+            long_word = kept < len(encoding.ids) and (encoding.offsets[kept][0] <= limit // 2 or limit >= cap)
+            if kept < max_tokens and long_word:
+                # Doubling the prefix would mostly lengthen this word again: keep its first tokens
+                # where a longer prefix agrees.
+                kept = max(kept, _agreeing(encoding, self._encode_one(text[: limit + _CHECK_MARGIN])))
+            if kept >= max_tokens or limit >= cap:
+                return np.asarray(encoding.ids[: min(kept, max_tokens)], dtype=np.int32)
+            limit = min(limit * 2, cap)
+
+    def _encode_one(self, text: str) -> Encoding:
+        return _guarded(self._tokenizer.encode, replace_lone_surrogates(text), add_special_tokens=False)
 
     def _encode_batch(self, texts: Sequence[str]) -> list[np.ndarray]:
         out: list[np.ndarray] = []
@@ -165,10 +178,23 @@ def _guarded(function: Callable[..., T], *args: object, **kwargs: object) -> T:
 _EMPTY = np.zeros(0, dtype=np.int32)
 
 
-def _last_whitespace(text: str) -> int:
-    """Index of the last whitespace character in the last 4 KiB of ``text``, or -1."""
-    tail_start = max(0, len(text) - 4096)
-    last = -1
-    for match in _WHITESPACE.finditer(text, tail_start):
-        last = match.start()
-    return last
+def _complete_words(encoding: Encoding) -> int:
+    """Number of tokens before the last word of ``encoding`` (all of them belong to complete words)."""
+    word_ids = encoding.word_ids
+    if not word_ids:
+        return 0
+    last = word_ids[-1]
+    kept = len(word_ids)
+    while kept and word_ids[kept - 1] == last:
+        kept -= 1
+    return kept
+
+
+def _agreeing(encoding: Encoding, longer: Encoding) -> int:
+    """Number of leading tokens on which two encodings of prefixes of one text agree, ids and offsets."""
+    agreed = 0
+    for ids, offsets in zip(zip(encoding.ids, longer.ids), zip(encoding.offsets, longer.offsets)):
+        if ids[0] != ids[1] or offsets[0] != offsets[1]:
+            break
+        agreed += 1
+    return agreed
