@@ -9,6 +9,8 @@ import pytest
 
 from fastrerank.errors import InvalidInputError, SchemaError
 from fastrerank.schemas import (
+    ErrorKind,
+    ServiceError,
     cloudflare,
     cohere,
     combined,
@@ -246,3 +248,32 @@ def test_cloudflare_rejects_empty_contexts() -> None:
     assert cloudflare.build_error(error)[1]["errors"] == [
         {"code": 5006, "message": "contexts: List should have at least 1 item after validation, not 0, got []"}
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "cloudflare_code", "siliconflow_code", "tei_type"),
+    [
+        (ErrorKind.UNAUTHORIZED, 401, 10000, 401, "unauthorized"),
+        (ErrorKind.METHOD_NOT_ALLOWED, 405, 5006, 405, "validation"),
+        (ErrorKind.REQUEST_TIMEOUT, 408, 5006, 408, "validation"),
+        (ErrorKind.TOO_LARGE, 413, 3006, 413, "payload_too_large"),
+        (ErrorKind.OVERLOADED, 429, 3040, 50603, "overloaded"),
+        (ErrorKind.INTERNAL, 500, 5006, 500, "backend"),
+        (ErrorKind.UNAVAILABLE, 503, 3040, 50603, "unhealthy"),
+    ],
+)
+def test_each_error_kind_maps_once_to_a_status_and_to_each_shape(
+    kind: ErrorKind, status: int, cloudflare_code: int, siliconflow_code: int, tei_type: str
+) -> None:
+    error = ServiceError(kind, "why")
+    assert error.status == kind.status == status
+    assert not isinstance(error, ValueError)  # only a body that does not fit is a ValueError
+    assert cloudflare.SHAPE.build_error(error) == cloudflare.build_error(error)
+    assert cloudflare.build_error(error)[1]["errors"] == [{"code": cloudflare_code, "message": "why"}]
+    assert siliconflow.build_error(error) == (status, {"code": siliconflow_code, "message": "why", "data": None})
+    assert combined.SHAPE.build_error(error) == (
+        status, {"code": siliconflow_code, "message": "why", "detail": "why", "data": None}
+    )
+    assert tei.SHAPE.build_error(error) == (status, {"error": "why", "error_type": tei_type})
+    assert envelope.SHAPE.build_error(error) == (status, {"success": False, "code": str(status), "message": "why"})
+    assert cohere.SHAPE.build_error(error) == (status, {"message": "why"})

@@ -22,7 +22,11 @@ from starlette.types import Receive
 from fastrerank.errors import SchemaError, describe_value
 from fastrerank.schemas import ErrorKind, ServiceError
 
-__all__ = ["BodyBudget", "authorized", "check_api_key", "read_body", "request_id", "wait_disconnect"]
+__all__ = ["BODY_READ", "BodyBudget", "authorized", "check_api_key", "read_body", "request_id", "wait_disconnect"]
+
+BODY_READ = "fastrerank.body_read"
+"""Set in ``scope["state"]`` once the whole body has been read: an answer given before that
+closes the connection (what is left of the body would be read as the next request)."""
 
 # What an incoming X-Request-Id may be: short, printable, no spaces (it goes into logs as is).
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
@@ -126,6 +130,7 @@ async def read_body(request: Request, *, limit: int, timeout: float, reserve: Ca
         raise ServiceError(
             ErrorKind.REQUEST_TIMEOUT, f"request body not received within {timeout:g} s"
         ) from None
+    request.scope.setdefault("state", {})[BODY_READ] = True
     return b"".join(chunks)
 
 

@@ -23,7 +23,7 @@ from fastrerank.schemas import ApiError, ErrorKind, RerankerLike, Served, Servic
 from fastrerank.schemas._common import run_rank
 from fastrerank.server._access import RECORD
 from fastrerank.server._admission import Admission, ClientGone
-from fastrerank.server._http import BodyBudget, check_api_key, read_body, wait_disconnect
+from fastrerank.server._http import BODY_READ, BodyBudget, check_api_key, read_body, wait_disconnect
 from fastrerank.server._metrics import Metrics, _NoMetrics
 from fastrerank.server._routes import RerankRoute
 
@@ -67,7 +67,9 @@ class RerankEndpoints:
                 async with self.budget.account() as reserve:
                     return JSONResponse(await self._rerank(request, route, reserve))
             except (SchemaError, ServiceError) as err:
-                return error_response(route, err)
+                if request.scope.get("state", {}).get(BODY_READ):
+                    return error_response(route, err)
+                return error_response(route, err, headers={"Connection": "close"})
             except (ClientGone, ClientDisconnect):
                 return Response(status_code=499)  # nobody is listening
             except ModelClosedError as err:
