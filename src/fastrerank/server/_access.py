@@ -66,17 +66,22 @@ class AccessLog:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             self.metrics.observe_request(template, scope["method"], status, seconds)
-            client = scope.get("client")
-            fields = {
-                "request_id": rid,
-                "method": scope["method"],
-                "path": shorten(scope["path"]),
-                "status": status,
-                "duration_ms": round(seconds * 1000, 1),
-                "client": client[0] if client else None,
-                **record,
-            }
-            logger.info(" ".join(f"{key}={_show(value)}" for key, value in fields.items()), extra={RECORD: fields})
+            if logger.isEnabledFor(logging.INFO):
+                self._log(scope, rid, status, seconds, record)
+
+    @staticmethod
+    def _log(scope: Scope, rid: str, status: int, seconds: float, record: dict[str, Any]) -> None:
+        client = scope.get("client")
+        fields = {
+            "request_id": rid,
+            "method": scope["method"],
+            "path": shorten(scope["path"]),
+            "status": status,
+            "duration_ms": round(seconds * 1000, 1),
+            "client": client[0] if client else None,
+            **record,
+        }
+        logger.info(" ".join(f"{key}={_show(value)}" for key, value in fields.items()), extra={RECORD: fields})
 
 
 def _show(value: object) -> str:
