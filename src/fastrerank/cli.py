@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
+import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .conversion import QUANTIZATIONS
 from .errors import FastRerankError, InvalidInputError, InvalidTypeError
@@ -45,14 +48,32 @@ def _parser() -> argparse.ArgumentParser:
                        help="MODEL or NAME=MODEL; repeat to serve several (default: %(default)s)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    serve.add_argument("--api-key", default=os.environ.get("FASTRERANK_API_KEY"),
+                       help="require 'Authorization: Bearer KEY' (default: $FASTRERANK_API_KEY, else none)")
     serve.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     serve.add_argument("--compute-type", default="default")
     serve.add_argument("--max-body-bytes", type=int, default=2_000_000, help="larger bodies get a 413 (default %(default)s)")
     serve.add_argument("--max-documents", type=int, default=1000, help="documents per request (default %(default)s)")
     serve.add_argument("--max-concurrency", type=int, default=4, help="rankings run at once (default %(default)s)")
+    serve.add_argument("--max-queue", type=int, default=None,
+                       help="requests that may wait for a slot before a 429 (default: --max-concurrency)")
     serve.add_argument("--queue-timeout", type=float, default=30.0,
                        help="seconds a request may wait for a slot before a 503 (default %(default)s)")
+    serve.add_argument("--body-timeout", type=float, default=30.0,
+                       help="seconds a request body may take to arrive before a 408 (default %(default)s)")
+    serve.add_argument("--max-body-bytes-in-flight", type=int, default=None,
+                       help="bytes of request bodies held at once, all requests together, before a 429 "
+                            "(default: 32 x --max-body-bytes)")
+    serve.add_argument("--header-timeout", type=float, default=10.0,
+                       help="seconds a connection may take to send a request head before it is closed (default %(default)s)")
+    serve.add_argument("--keep-alive-timeout", type=float, default=5.0,
+                       help="seconds an idle kept-alive connection stays open (default %(default)s)")
+    serve.add_argument("--max-connections", type=int, default=512,
+                       help="open connections; past it a new one is closed at once (default %(default)s)")
+    serve.add_argument("--graceful-timeout", type=float, default=30.0,
+                       help="on SIGTERM, seconds to finish requests in flight; later ones get a 503 (default %(default)s)")
+    serve.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"),
+                       help="log level; info logs one access line per request (default %(default)s)")
 
     verify = commands.add_parser("verify", help="check every file of a converted folder against its recorded sha256")
     verify.add_argument("folder")
@@ -88,16 +109,33 @@ def _print_progress(done: int, total: int) -> None:
     print(f"\rscored {done}/{total} windows", end="", file=sys.stderr, flush=True)
 
 
-def _run_serve(args: argparse.Namespace) -> int:
+def _serve_models(specs: Sequence[str]) -> dict[str, str]:
+    """``NAME=MODEL`` or ``MODEL`` -> {name: model}. A local folder is served under its own name
+    (the last part of its path), so that no response or log names a path on this machine."""
+    models: dict[str, str] = {}
+    for spec in specs:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            path = spec
+            name = os.path.basename(os.path.normpath(spec)) if os.path.isdir(spec) else spec
+        if name in models:
+            raise InvalidInputError(f"--model: two models named {name!r}; give each a name with NAME=MODEL")
+        models[name] = path
+    return models
+
+
+def _run_serve(args: argparse.Namespace, *, own_process: bool) -> int:
     from .server import serve
 
-    models: dict[str, str] = {}
-    for spec in args.model or [DEFAULT_MODEL]:
-        name, sep, path = spec.partition("=")
-        models[name if sep else spec] = path if sep else spec
-    serve(models, host=args.host, port=args.port, api_key=args.api_key, device=args.device,
-          compute_type=args.compute_type, max_body_bytes=args.max_body_bytes, max_documents=args.max_documents,
-          max_concurrency=args.max_concurrency, queue_timeout=args.queue_timeout)
+    if own_process:  # the command's own process: its log lines go to stderr
+        logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(_serve_models(args.model or [DEFAULT_MODEL]), host=args.host, port=args.port, api_key=args.api_key,
+          device=args.device, compute_type=args.compute_type, max_body_bytes=args.max_body_bytes,
+          max_documents=args.max_documents, max_concurrency=args.max_concurrency, max_queue=args.max_queue,
+          queue_timeout=args.queue_timeout, body_timeout=args.body_timeout,
+          max_body_bytes_in_flight=args.max_body_bytes_in_flight, header_timeout=args.header_timeout,
+          keep_alive_timeout=args.keep_alive_timeout, max_connections=args.max_connections,
+          graceful_timeout=args.graceful_timeout, log_level=args.log_level)
     return 0
 
 
@@ -120,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         tune_process()
     args = _parser().parse_args(argv)
-    runners = {"convert": _run_convert, "rank": _run_rank, "serve": _run_serve, "verify": _run_verify}
+    runners: dict[str, Callable[[argparse.Namespace], int]] = {"convert": _run_convert, "rank": _run_rank, "verify": _run_verify,
+               "serve": functools.partial(_run_serve, own_process=argv is None)}
     try:
         return runners[args.command](args)
     except (InvalidInputError, InvalidTypeError) as err:

@@ -27,7 +27,19 @@ def main() -> None:
     parser.add_argument("--max-concurrency", type=int, default=4)
     parser.add_argument("--max-queue", type=int)
     parser.add_argument("--queue-timeout", type=float, default=30.0)
+    # Passed to serve() only when given, so that the suite's tests run against older serve()s too.
+    parser.add_argument("--body-timeout", type=float)
+    parser.add_argument("--header-timeout", type=float)
+    parser.add_argument("--max-connections", type=int)
+    parser.add_argument("--max-body-bytes-in-flight", type=int)
+    parser.add_argument("--graceful-timeout", type=float, default=20.0)
+    parser.add_argument("--access-log", action="store_true", help="print the access log on stderr")
     args = parser.parse_args()
+    if args.access_log:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
+    given = {name: getattr(args, name) for name in ("body_timeout", "header_timeout", "max_connections", "max_body_bytes_in_flight")}
     fake = functools.partial(FakeReranker, delay=args.delay, calls_file=args.calls_file)
     fastrerank.Reranker = fake  # type: ignore[attr-defined]
     serve(
@@ -40,8 +52,9 @@ def main() -> None:
         max_concurrency=args.max_concurrency,
         max_queue=args.max_queue,
         queue_timeout=args.queue_timeout,
-        graceful_timeout=20,
+        graceful_timeout=args.graceful_timeout,
         log_level="warning",
+        **{name: value for name, value in given.items() if value is not None},
     )
 
 

@@ -32,5 +32,7 @@ def error_message(path: str, body: Any) -> str:
     if path == "/api/v1/rerank":
         assert set(body) == {"success", "code", "message"} and body["success"] is False
         return str(body["message"])
-    assert set(body) == {"code", "message", "data"} and body["data"] is None
+    # SiliconFlow's code/message/data, and Jina's (FastAPI's) detail that Jina clients raise with
+    assert set(body) == {"code", "message", "detail", "data"} and body["data"] is None
+    assert body["detail"] == body["message"]
     return str(body["message"])

@@ -9,6 +9,8 @@ import pytest
 
 from fastrerank.errors import InvalidInputError, SchemaError
 from fastrerank.schemas import (
+    ErrorKind,
+    ServiceError,
     cloudflare,
     cohere,
     combined,
@@ -155,7 +157,7 @@ ALL_ERRORS = SchemaError("top_n: bad", field="top_n")
         (cloudflare, 400, {"result": None, "success": False, "errors": [{"code": 5006, "message": "top_n: bad"}], "messages": []}),
         (siliconflow, 400, {"code": 20015, "message": "top_n: bad", "data": None}),
         (dmxapi, 400, {"code": 20015, "message": "top_n: bad", "data": None}),
-        (combined, 400, {"code": 20015, "message": "top_n: bad", "data": None}),
+        (combined, 400, {"code": 20015, "message": "top_n: bad", "detail": "top_n: bad", "data": None}),
         (envelope, 400, {"success": False, "code": "400", "message": "top_n: bad"}),
         (cohere, 400, {"message": "top_n: bad"}),
         (tei, 400, {"error": "top_n: bad", "error_type": "validation"}),
@@ -214,3 +216,64 @@ def test_deeply_nested_bodies_are_a_400(depth: int) -> None:
 def test_lone_surrogate_in_a_key_is_named() -> None:
     error = parse_error(cohere, '{"query": "q", "documents": ["a"], "x": {"\\ud800": 1}}')
     assert (error.field, error.message) == ("x", "x: lone surrogate escape in a string (invalid Unicode)")
+
+
+def test_a_million_wrong_documents_make_one_error() -> None:
+    # Without FailFast, pydantic builds a million error objects: seconds and ~1 GB of memory.
+    body = b'{"model": "m", "query": "q", "documents": [' + b",".join([b"1"] * 1_000_000) + b"]}"
+    for module in (siliconflow, combined, cohere, tei):
+        key = b"texts" if module is tei else b"documents"
+        error = parse_error(module, body.replace(b"documents", key))
+        assert error.message == f"{key.decode()}.0: Input should be a valid string, got 1"
+        assert len(error.__cause__.errors()) == 1  # type: ignore[union-attr]
+    contexts = b'{"query": "q", "contexts": [' + b",".join([b"1"] * 100_000) + b"]}"
+    error = parse_error(cloudflare, contexts)
+    assert error.field == "contexts.0" and len(error.__cause__.errors()) == 1  # type: ignore[union-attr]
+
+
+def test_a_large_body_refused_by_the_parser_is_not_walked() -> None:
+    # Finding the field costs a lax parse and a walk of every value: only for small bodies.
+    small = '{"query": "q", "documents": [' + ", ".join(['"a"'] * 100) + ', NaN]}'
+    assert parse_error(cohere, small).message == "documents.100: NaN is not a valid JSON value"
+    large = '{"query": "q", "documents": [' + ", ".join(['"a"'] * 100_000) + ', NaN]}'
+    error = parse_error(cohere, large)
+    assert error.message.startswith("body is not valid JSON: expected value at line 1 column ")
+    many = '{"query": "q", "documents": [' + ", ".join(["1"] * 20_000) + ', NaN]}'  # under 256 KiB
+    assert parse_error(cohere, many).message.startswith("body is not valid JSON: expected value at line 1 column ")
+
+
+def test_cloudflare_rejects_empty_contexts() -> None:
+    error = parse_error(cloudflare, {"query": "q", "contexts": []})
+    assert error.field == "contexts"
+    assert cloudflare.build_error(error)[1]["errors"] == [
+        {"code": 5006, "message": "contexts: List should have at least 1 item after validation, not 0, got []"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "cloudflare_code", "siliconflow_code", "tei_type"),
+    [
+        (ErrorKind.UNAUTHORIZED, 401, 10000, 401, "unauthorized"),
+        (ErrorKind.METHOD_NOT_ALLOWED, 405, 5006, 405, "validation"),
+        (ErrorKind.REQUEST_TIMEOUT, 408, 5006, 408, "validation"),
+        (ErrorKind.TOO_LARGE, 413, 3006, 413, "payload_too_large"),
+        (ErrorKind.OVERLOADED, 429, 3040, 50603, "overloaded"),
+        (ErrorKind.INTERNAL, 500, 5006, 500, "backend"),
+        (ErrorKind.UNAVAILABLE, 503, 3040, 50603, "unhealthy"),
+    ],
+)
+def test_each_error_kind_maps_once_to_a_status_and_to_each_shape(
+    kind: ErrorKind, status: int, cloudflare_code: int, siliconflow_code: int, tei_type: str
+) -> None:
+    error = ServiceError(kind, "why")
+    assert error.status == kind.status == status
+    assert not isinstance(error, ValueError)  # only a body that does not fit is a ValueError
+    assert cloudflare.SHAPE.build_error(error) == cloudflare.build_error(error)
+    assert cloudflare.build_error(error)[1]["errors"] == [{"code": cloudflare_code, "message": "why"}]
+    assert siliconflow.build_error(error) == (status, {"code": siliconflow_code, "message": "why", "data": None})
+    assert combined.SHAPE.build_error(error) == (
+        status, {"code": siliconflow_code, "message": "why", "detail": "why", "data": None}
+    )
+    assert tei.SHAPE.build_error(error) == (status, {"error": "why", "error_type": tei_type})
+    assert envelope.SHAPE.build_error(error) == (status, {"success": False, "code": str(status), "message": "why"})
+    assert cohere.SHAPE.build_error(error) == (status, {"message": "why"})

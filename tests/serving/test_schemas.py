@@ -189,9 +189,12 @@ def test_cohere_response_exact(fake: FakeReranker, return_documents: bool) -> No
         "max_tokens_per_doc": 4096,
         "rank_fields": ["text"],
     }
+    results = apple_results(documents=return_documents)
+    if return_documents:
+        results[2]["document"] = {"text": "fruit", "title": "x"}  # Cohere returns the object whole
     assert cohere.handle(body, fake, request_id="c") == {
         "id": "c",
-        "results": apple_results(documents=return_documents),
+        "results": results,
         "meta": {"billed_units": {"search_units": 1}},
     }
 

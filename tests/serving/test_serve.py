@@ -103,7 +103,37 @@ def test_command_line_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatc
                  "--max-documents", "5", "--max-concurrency", "2", "--queue-timeout", "1.5", "--compute-type", "int8"]) == 0
     assert calls == [({"a": "/models/a", "b": "/models/b"}, {
         "host": "127.0.0.1", "port": 9001, "api_key": "k", "device": "auto", "compute_type": "int8",
-        "max_body_bytes": 2_000_000, "max_documents": 5, "max_concurrency": 2, "queue_timeout": 1.5})]
+        "max_body_bytes": 2_000_000, "max_documents": 5, "max_concurrency": 2, "max_queue": None, "queue_timeout": 1.5,
+        "body_timeout": 30.0, "max_body_bytes_in_flight": None, "header_timeout": 10.0, "keep_alive_timeout": 5.0,
+        "max_connections": 512, "graceful_timeout": 30.0, "log_level": "info"})]
     calls.clear()
     assert main(["serve", "--model", "/models/one"]) == 0
-    assert calls[0][0] == {"/models/one": "/models/one"}
+    assert calls[0][0] == {"/models/one": "/models/one"}  # not a local folder: a hub id, kept
+    calls.clear()
+    assert main(["serve", "--max-queue", "7", "--body-timeout", "2", "--max-body-bytes-in-flight", "9000000",
+                 "--header-timeout", "3", "--keep-alive-timeout", "4", "--max-connections", "64",
+                 "--graceful-timeout", "6", "--log-level", "warning"]) == 0
+    assert {key: calls[0][1][key] for key in ("max_queue", "body_timeout", "max_body_bytes_in_flight", "header_timeout",
+                                              "keep_alive_timeout", "max_connections", "graceful_timeout", "log_level")} == {
+        "max_queue": 7, "body_timeout": 2.0, "max_body_bytes_in_flight": 9_000_000, "header_timeout": 3.0,
+        "keep_alive_timeout": 4.0, "max_connections": 64, "graceful_timeout": 6.0, "log_level": "warning"}
+
+
+def test_command_line_serves_a_local_folder_under_its_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """/health, /info and the logs name a model by its folder's name, never by a path on the server."""
+    import fastrerank.server
+    from fastrerank.cli import main
+
+    calls: list[tuple[object, dict[str, object]]] = []
+    monkeypatch.setattr(fastrerank.server, "serve", lambda models, **options: calls.append((models, options)))
+    folder = tmp_path / "bge-int8"
+    folder.mkdir()
+    assert main(["serve", "--model", f"{folder}/"]) == 0
+    assert calls[0][0] == {"bge-int8": f"{folder}/"}
+    other = tmp_path / "x" / "bge-int8"
+    other.mkdir(parents=True)
+    assert main(["serve", "--model", str(folder), "--model", str(other)]) == 2
+    monkeypatch.setenv("FASTRERANK_API_KEY", "from-env")
+    calls.clear()
+    assert main(["serve", "--model", "a=/models/a"]) == 0  # the parser reads the default when built
+    assert calls[0][1]["api_key"] == "from-env"

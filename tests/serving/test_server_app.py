@@ -32,12 +32,14 @@ def test_every_route_answers(app: Any) -> None:
     response = request(app, "POST", "/v1/rerank", json=BODIES["/v1/rerank"])
     assert response.status_code == 200
     body = response.json()
-    assert set(body) == {"id", "results", "tokens", "usage", "meta"}
+    assert set(body) == {"id", "model", "results", "tokens", "usage", "meta"}
+    assert body["model"] == "m"  # Jina clients (haystack's JinaRanker) read it
     assert [(r["index"], r["relevance_score"]) for r in body["results"]] == expected
     assert body["tokens"] == {"input_tokens": 18, "output_tokens": 0}
     assert body["usage"] == {"prompt_tokens": 18, "completion_tokens": 0, "total_tokens": 18}
     v2 = request(app, "POST", "/v2/rerank", json=BODIES["/v2/rerank"]).json()
-    assert strip_id(v2) == strip_id(body)
+    assert v2["model"] == "rerank-v3.5"  # the name the request gave
+    assert {**strip_id(v2), "model": "m"} == strip_id(body)
     assert request(app, "POST", "/rerank", json=BODIES["/rerank"]).json() == [
         {"index": i, "score": s} for i, s in expected
     ]
@@ -167,7 +169,8 @@ def test_engine_rejections_are_400(app: Any) -> None:
     short = create_app({"m": FakeReranker(max_length=40)})
     response = request(short, "POST", "/v1/rerank", json={**BODIES["/v1/rerank"], "overlap_tokens": 50})
     assert response.status_code == 400
-    assert response.json() == {"code": 20015, "message": "overlap_tokens must be < the window W=35, got 50", "data": None}
+    message = "overlap_tokens must be < the window W=35, got 50"
+    assert response.json() == {"code": 20015, "message": message, "detail": message, "data": None}
     blank = request(app, "POST", "/rerank", json={"query": " ", "texts": ["a"]})
     assert blank.status_code == 400
     assert blank.json()["error"].startswith("query must be a non-empty string")
@@ -208,7 +211,8 @@ def test_several_models_pick_by_name() -> None:
 
     status, body = score("/v1/rerank", {**BODIES["/v1/rerank"], "model": "nope"})
     accepted = "accepted: small, @cf/baai/bge-reranker-base, big"
-    assert (status, body) == (400, {"code": 20012, "message": f"model 'nope' is not served here ({accepted})", "data": None})
+    message = f"model 'nope' is not served here ({accepted})"
+    assert (status, body) == (400, {"code": 20012, "message": message, "detail": message, "data": None})
     no_model = {k: v for k, v in BODIES["/v1/rerank"].items() if k != "model"}
     status, body = score("/v1/rerank", no_model)
     assert (status, body["message"]) == (400, f"model is required: this server has several ({accepted})")
@@ -321,3 +325,51 @@ def test_every_route_gives_the_reranker_own_ranking(reranker: RerankerLike) -> N
     for path in (CF, CF_REST):
         cf = request(app, "POST", path, json={**BODIES[path], "top_k": 1}).json()
         assert cf["result"]["response"] == [{"id": expected[0][0], "score": expected[0][1]}]
+
+
+def test_jina_clients_find_model_usage_and_detail(app: Any) -> None:
+    """haystack's JinaRanker reads ``model`` and ``usage``; llama-index's, haystack's and
+    langchain's Jina rankers raise ``RuntimeError(resp["detail"])`` when ``results`` is missing."""
+    body = {"query": "Apple", "documents": [{"text": d} for d in DOCS], "top_n": 1, "return_documents": True}
+    ok = request(app, "POST", "/v1/rerank", json=body).json()
+    assert ok["model"] == "m"  # no model in the request: the one that ranked
+    assert ok["usage"]["total_tokens"] == 18
+    assert ok["results"] == [{"index": 0, "relevance_score": 2 / 3, "document": {"text": "apple"}}]
+    for path in ("/v1/rerank", "/v2/rerank"):
+        refused = request(app, "POST", path, json={**body, "top_n": 0}).json()
+        assert "results" not in refused
+        assert refused["detail"] == "top_n: Input should be greater than or equal to 1, got 0"
+
+
+def test_cohere_object_documents_come_back_whole(app: Any) -> None:
+    documents = [{"text": "banana", "title": "B", "id": 7}, "apple", {"text": "fruit", "meta": {"a": [1]}}]
+    body = {"model": "rerank-english-v3.0", "query": "Apple", "documents": documents, "return_documents": True}
+    results = request(app, "POST", "/v1/rerank", json=body).json()["results"]
+    assert [r["document"] for r in results] == [{"text": "apple"}, {"text": "banana", "title": "B", "id": 7}, {"text": "fruit", "meta": {"a": [1]}}]
+
+
+@pytest.mark.parametrize("path", [CF, CF_REST])
+def test_cloudflare_empty_contexts_is_400(app: Any, path: str) -> None:
+    response = request(app, "POST", path, json={"query": "Apple", "contexts": []})
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {"code": 5006, "message": "contexts: List should have at least 1 item after validation, not 0, got []"}
+    ]
+
+
+@pytest.mark.parametrize("path", list(BODIES))
+def test_wrong_method_answers_in_the_route_shape(app: Any, path: str) -> None:
+    for method in ("GET", "PUT", "DELETE"):
+        response = request(app, method, path)
+        assert response.status_code == 405
+        assert response.headers["allow"] == "POST"
+        assert error_message(path, response.json()) == f"method {method} not allowed: use POST"
+
+
+def test_an_unknown_model_name_is_cut_in_the_message() -> None:
+    app = create_app({"a": FakeReranker(), "b": FakeReranker()})
+    response = request(app, "POST", "/v1/rerank", json={**BODIES["/v1/rerank"], "model": "x" * 1_000_000})
+    assert response.status_code == 400
+    message = error_message("/v1/rerank", response.json())
+    assert message == "model '" + "x" * 76 + "... is not served here (accepted: a, b)"
+    assert len(response.content) < 1000

@@ -1,14 +1,16 @@
 """Request and response shapes of the hosted rerank APIs fastrerank can stand in for.
 
 One module per API, each with the same four functions (the layout of safetensors' per-framework
-modules):
+modules) and its adapter, ``SHAPE`` (a :class:`Shape`: ``parse_request``, ``build_response``,
+``build_error`` with one signature for every API, so a server route is a path and a shape):
 
 - ``parse_request(body)``: JSON text, bytes or a decoded object -> a frozen pydantic request
   model, or :class:`~fastrerank.errors.SchemaError` naming the field;
 - ``build_response(ranking, request, ...)``: a :class:`~fastrerank.results.Ranking` -> the API's
   JSON response;
-- ``build_error(error)``: a :class:`~fastrerank.errors.SchemaError` -> ``(status, body)`` in the
-  API's own error shape;
+- ``build_error(error)``: a :class:`~fastrerank.errors.SchemaError` (a body that does not fit)
+  or a :class:`ServiceError` (a refusal of one :class:`ErrorKind`: unauthorized, too large,
+  overloaded, ...) -> ``(status, body)`` in the API's own error shape;
 - ``handle(body, reranker)``: parse, rank, build; raises ``SchemaError``.
 
 =============  ==========================================================
@@ -40,5 +42,17 @@ ctranslate2 nor tokenizers::
 from __future__ import annotations
 
 from fastrerank.schemas._common import RankArgs, RequestModel, RerankerLike
+from fastrerank.schemas._errors import ApiError, ErrorKind, ServiceError, error_kind
+from fastrerank.schemas._shape import Served, Shape
 
-__all__ = ["RankArgs", "RequestModel", "RerankerLike"]
+__all__ = [
+    "ApiError",
+    "ErrorKind",
+    "RankArgs",
+    "RequestModel",
+    "RerankerLike",
+    "Served",
+    "ServiceError",
+    "Shape",
+    "error_kind",
+]

@@ -28,9 +28,13 @@ try:
         BaseModel,
         BeforeValidator,
         ConfigDict,
+        FailFast,
         Field,
+        PrivateAttr,
         Strict,
         ValidationError,
+        ValidatorFunctionWrapHandler,
+        model_validator,
     )
 
     from fastrerank.schemas._json import loads_object, show_json
@@ -44,6 +48,7 @@ __all__ = [
     "DEFAULT_OVERLAP_TOKENS",
     "MAX_OVERLAP_TOKENS",
     "Body",
+    "DocumentObjects",
     "Documents",
     "MaxChunks",
     "NonEmptyText",
@@ -91,15 +96,19 @@ def _unwrap_text(value: object) -> object:
 
 
 # Strict: ``true``, ``2.0`` and ``"3"`` are not integers; ``1`` is not a boolean.
+# FailFast on lists: a list stops at its first bad item, so a 2 MB body of a million wrong
+# items costs one error, not a million error objects (seconds and a gigabyte).
 TopN = Annotated[int, Strict(), Field(ge=1)]
 StrictBool = Annotated[bool, Strict()]
 OverlapTokens = Annotated[int, Strict(), Field(ge=0, le=MAX_OVERLAP_TOKENS)]
 MaxChunks = Annotated[int, Strict(), Field(ge=1)]
 NonEmptyText = Annotated[str, Strict(), Field(min_length=1)]
 Text = Annotated[str, Strict()]
-Documents = Annotated[list[Annotated[str, Strict(), BeforeValidator(_unwrap_text)]], Field(min_length=1)]
+Documents = Annotated[
+    list[Annotated[str, Strict(), BeforeValidator(_unwrap_text)]], FailFast(), Field(min_length=1)
+]
 """Documents as strings, or ``{"text": ...}`` objects unwrapped to their text."""
-StringDocuments = Annotated[list[Text], Field(min_length=1)]
+StringDocuments = Annotated[list[Text], FailFast(), Field(min_length=1)]
 """Documents as strings only (SiliconFlow: "only string lists are supported")."""
 
 
@@ -128,6 +137,30 @@ class RequestModel(BaseModel):
     def rank_args(self) -> RankArgs:
         """The ``rank`` call this request asks for."""
         raise NotImplementedError
+
+
+class DocumentObjects(RequestModel):
+    """A request whose ``documents`` may be ``{"text", ...}`` objects: the objects are kept as
+    sent, so a response can return them whole (Cohere returns a document's other fields, such
+    as ``title``, with it)."""
+
+    _document_objects: tuple[Mapping[str, Any] | None, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_document_objects(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        request = handler(data)
+        documents = data.get("documents") if isinstance(data, Mapping) else None
+        if isinstance(request, DocumentObjects) and isinstance(documents, list):
+            request._document_objects = tuple(
+                dict(item) if isinstance(item, Mapping) else None for item in documents
+            )
+        return request
+
+    @property
+    def document_objects(self) -> tuple[Mapping[str, Any] | None, ...]:
+        """Per document, the object it was sent as (``None`` for a plain string)."""
+        return self._document_objects
 
 
 M = TypeVar("M", bound=RequestModel)
@@ -186,13 +219,20 @@ def run_rank(reranker: RerankerLike, args: RankArgs) -> Ranking:
         raise SchemaError(str(err)) from err
 
 
-def relevance_results(ranking: Ranking, docs: Sequence[str], return_documents: bool) -> list[dict[str, Any]]:
+def relevance_results(
+    ranking: Ranking,
+    docs: Sequence[str],
+    return_documents: bool,
+    objects: Sequence[Mapping[str, Any] | None] = (),
+) -> list[dict[str, Any]]:
     """``[{"index", "relevance_score", "document"?: {"text"}}]`` best first: the results list that
-    SiliconFlow, DMXAPI, Cohere, Jina and the envelope API share."""
+    SiliconFlow, DMXAPI, Cohere, Jina and the envelope API share. A document sent as an object
+    (``objects[i]``) comes back as that object, every field kept."""
     results: list[dict[str, Any]] = []
     for item in ranking:
         row: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
         if return_documents:
-            row["document"] = {"text": docs[item.index]}
+            sent = objects[item.index] if item.index < len(objects) else None
+            row["document"] = dict(sent) if sent is not None else {"text": docs[item.index]}
         results.append(row)
     return results

@@ -3,7 +3,9 @@
 pydantic's JSON parser does the work: it rejects NaN, Infinity and lone-surrogate escapes and
 keeps the last of duplicate keys. When it refuses a body, the standard library's lax parser
 is used only to find *where* the refused constant or surrogate sits, so the 400 can name the
-field (``top_n: NaN is not a valid JSON value``) instead of a column number.
+field (``top_n: NaN is not a valid JSON value``) instead of a column number. That search is
+bounded: a body over 256 KiB, or one with more than 10,000 values before the culprit, gets
+the parser's line and column instead, so a hostile body costs no more than a valid one.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ import pydantic_core
 from fastrerank.errors import SchemaError, describe_value, shorten
 
 __all__ = ["loads_object", "show_json"]
+
+_EXPLAIN_MAX_BYTES = 256 * 1024
+_EXPLAIN_MAX_VALUES = 10_000
 
 
 class _Constant:
@@ -53,11 +58,15 @@ def show_json(value: object) -> str:
 
 
 def _explain(body: str | bytes | bytearray, err: ValueError) -> SchemaError:
+    if len(body) > _EXPLAIN_MAX_BYTES:
+        return SchemaError(f"body is not valid JSON: {err}")
     try:
         lax = json.loads(body, parse_constant=_Constant)
     except (ValueError, RecursionError):
         return SchemaError(f"body is not valid JSON: {err}")
-    for path, value in _walk(lax, ()):
+    for seen, (path, value) in enumerate(_walk(lax, ())):
+        if seen >= _EXPLAIN_MAX_VALUES:
+            break
         field = ".".join(path) or None
         where = shorten(field) if field else "body"
         if isinstance(value, _Constant):

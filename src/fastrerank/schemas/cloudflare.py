@@ -6,7 +6,8 @@ API wraps it: ``{"result": ..., "success": true, "errors": [], "messages": []}``
 ``{"result": null, "success": false, "errors": [{"code", "message"}], "messages": []}``.
 
 Each context's text has ``minLength: 1`` in Cloudflare's schema, so an empty text is a 400 on
-this API (the library itself scores empty documents).
+this API (the library itself scores empty documents); so is an empty ``contexts`` list, as on
+every other API. ``SHAPE`` answers with the model's output, ``REST`` with the REST envelope.
 
     >>> parse_request('{"query": "q", "contexts": [{"text": "a"}], "top_k": 1}').top_k
     1
@@ -14,11 +15,10 @@ this API (the library itself scores empty documents).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, FailFast, Field
 
-from fastrerank.errors import SchemaError
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import (
     Body,
@@ -30,14 +30,21 @@ from fastrerank.schemas._common import (
     parse_body,
     run_rank,
 )
+from fastrerank.schemas._errors import ApiError, ErrorKind, error_kind
+from fastrerank.schemas._shape import Shape
 
-__all__ = ["CloudflareRequest", "build_envelope", "build_error", "build_response", "handle", "parse_request"]
+__all__ = ["REST", "SHAPE", "CloudflareRequest", "build_envelope", "build_error", "build_response", "handle", "parse_request"]
 
 MODEL = "@cf/baai/bge-reranker-base"
 
 # Cloudflare's codes: 5006 input does not match the schema, 5007 no such model,
 # 10000 authentication error, 3006 request too large, 3040 capacity exceeded.
-_CODES = {401: 10000, 413: 3006, 429: 3040, 503: 3040}
+_CODES = {
+    ErrorKind.UNAUTHORIZED: 10000,
+    ErrorKind.TOO_LARGE: 3006,
+    ErrorKind.OVERLOADED: 3040,
+    ErrorKind.UNAVAILABLE: 3040,
+}
 
 
 class Context(BaseModel):
@@ -48,7 +55,7 @@ class Context(BaseModel):
 
 class CloudflareRequest(RequestModel):
     query: NonEmptyText
-    contexts: list[Context]
+    contexts: Annotated[list[Context], FailFast(), Field(min_length=1)]
     top_k: TopN | None = None
 
     def rank_args(self) -> RankArgs:
@@ -71,9 +78,9 @@ def build_envelope(result: dict[str, Any]) -> dict[str, Any]:
     return {"result": result, "success": True, "errors": [], "messages": []}
 
 
-def build_error(error: SchemaError) -> tuple[int, dict[str, Any]]:
+def build_error(error: ApiError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and the REST API's error envelope."""
-    code = 5007 if error.field == "model" else _CODES.get(error.status, 5006)
+    code = 5007 if error.field == "model" else _CODES.get(error_kind(error), 5006)
     body = {"result": None, "success": False, "errors": [{"code": code, "message": error.message}], "messages": []}
     return error.status, body
 
@@ -82,3 +89,13 @@ def handle(request_body: Body, reranker: RerankerLike, *, envelope: bool = False
     """Parse, rank and build; raises :class:`SchemaError` (turn it into a body with ``build_error``)."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request, envelope=envelope)
+
+
+SHAPE: Shape[CloudflareRequest] = Shape(
+    "cloudflare", CloudflareRequest, "contexts",
+    lambda ranking, request, served: build_response(ranking, request), build_error,
+)
+REST: Shape[CloudflareRequest] = Shape(
+    "cloudflare-rest", CloudflareRequest, "contexts",
+    lambda ranking, request, served: build_response(ranking, request, envelope=True), build_error,
+)

@@ -1,7 +1,8 @@
 """Cohere and Jina ``POST /v1/rerank``.
 
 Request ``{"model"?, "query", "documents": [str | {"text"}], "top_n"?, "return_documents"?
-(false)}``; documents given as ``{"text": ...}`` objects are unwrapped to their text. Response
+(false)}``; documents given as ``{"text": ...}`` objects are ranked by their text and returned
+whole (every field, as Cohere does). Response
 ``{"id", "results": [{"index", "relevance_score", "document"?: {"text"}}],
 "meta": {"billed_units": {"search_units": 1}}}``. Errors are ``{"message"}``.
 
@@ -14,14 +15,13 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastrerank.errors import SchemaError
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import (
     Body,
+    DocumentObjects,
     Documents,
     NonEmptyText,
     RankArgs,
-    RequestModel,
     RerankerLike,
     StrictBool,
     Text,
@@ -30,11 +30,13 @@ from fastrerank.schemas._common import (
     relevance_results,
     run_rank,
 )
+from fastrerank.schemas._errors import ApiError
+from fastrerank.schemas._shape import Shape
 
-__all__ = ["CohereRequest", "build_error", "build_response", "handle", "parse_request"]
+__all__ = ["SHAPE", "CohereRequest", "build_error", "build_response", "handle", "parse_request"]
 
 
-class CohereRequest(RequestModel):
+class CohereRequest(DocumentObjects):
     model: Text | None = None
     query: NonEmptyText
     documents: Documents
@@ -63,12 +65,14 @@ def build_response(ranking: Ranking, request: CohereRequest, *, request_id: str 
     """``{"id", "results", "meta"}``; ``request_id`` defaults to a random UUID."""
     return {
         "id": request_id or str(uuid.uuid4()),
-        "results": relevance_results(ranking, request.documents, request.return_documents),
+        "results": relevance_results(
+            ranking, request.documents, request.return_documents, request.document_objects
+        ),
         "meta": build_meta(),
     }
 
 
-def build_error(error: SchemaError) -> tuple[int, dict[str, Any]]:
+def build_error(error: ApiError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and ``{"message"}``."""
     return error.status, {"message": error.message}
 
@@ -77,3 +81,12 @@ def handle(request_body: Body, reranker: RerankerLike, *, request_id: str | None
     """Parse, rank and build; raises :class:`SchemaError` (turn it into a body with ``build_error``)."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request, request_id=request_id)
+
+
+SHAPE: Shape[CohereRequest] = Shape(
+    "cohere",
+    CohereRequest,
+    "documents",
+    lambda ranking, request, served: build_response(ranking, request, request_id=served.request_id),
+    build_error,
+)

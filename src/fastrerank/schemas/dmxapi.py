@@ -15,13 +15,14 @@ from typing import Any
 
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import Body, RerankerLike, relevance_results, run_rank
+from fastrerank.schemas._shape import Shape
 from fastrerank.schemas.siliconflow import (
     SiliconFlowRequest,
     build_error,
     parse_request,
 )
 
-__all__ = ["SiliconFlowRequest", "build_error", "build_response", "build_usage", "handle", "parse_request"]
+__all__ = ["SHAPE", "SiliconFlowRequest", "build_error", "build_response", "build_usage", "handle", "parse_request"]
 
 
 def build_usage(ranking: Ranking) -> dict[str, int]:
@@ -41,3 +42,8 @@ def handle(request_body: Body, reranker: RerankerLike) -> dict[str, Any]:
     """Parse, rank and build; raises :class:`~fastrerank.errors.SchemaError`."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request)
+
+
+SHAPE: Shape[SiliconFlowRequest] = Shape(
+    "dmxapi", SiliconFlowRequest, "documents", lambda ranking, request, served: build_response(ranking, request), build_error
+)

@@ -17,7 +17,6 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from fastrerank.errors import SchemaError
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import (
     Body,
@@ -33,8 +32,10 @@ from fastrerank.schemas._common import (
     relevance_results,
     run_rank,
 )
+from fastrerank.schemas._errors import ApiError
+from fastrerank.schemas._shape import Shape
 
-__all__ = ["EnvelopeRequest", "build_error", "build_response", "handle", "parse_request"]
+__all__ = ["SHAPE", "EnvelopeRequest", "build_error", "build_response", "handle", "parse_request"]
 
 
 class Parameters(BaseModel):
@@ -87,7 +88,7 @@ def build_response(ranking: Ranking, request: EnvelopeRequest) -> dict[str, Any]
     return {"success": True, "code": "200", "message": "successful", "data": {"results": results}}
 
 
-def build_error(error: SchemaError) -> tuple[int, dict[str, Any]]:
+def build_error(error: ApiError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and ``{"success": false, "code", "message"}``."""
     return error.status, {"success": False, "code": str(error.status), "message": error.message}
 
@@ -96,3 +97,8 @@ def handle(request_body: Body, reranker: RerankerLike) -> dict[str, Any]:
     """Parse, rank and build; raises :class:`SchemaError` (turn it into a body with ``build_error``)."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request)
+
+
+SHAPE: Shape[EnvelopeRequest] = Shape(
+    "envelope", EnvelopeRequest, "documents", lambda ranking, request, served: build_response(ranking, request), build_error
+)

@@ -15,7 +15,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastrerank.errors import SchemaError
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import (
     DEFAULT_MAX_CHUNKS,
@@ -35,11 +34,13 @@ from fastrerank.schemas._common import (
     relevance_results,
     run_rank,
 )
+from fastrerank.schemas._errors import ApiError, ErrorKind, error_kind
+from fastrerank.schemas._shape import Shape
 
-__all__ = ["SiliconFlowRequest", "build_error", "build_response", "build_tokens", "handle", "parse_request"]
+__all__ = ["SHAPE", "SiliconFlowRequest", "build_error", "build_response", "build_tokens", "handle", "parse_request"]
 
 # SiliconFlow's codes: 20012 model does not exist, 20015 invalid parameter, 50603 system busy.
-_CODES = {429: 50603, 503: 50603}
+_CODES = {ErrorKind.VALIDATION: 20015, ErrorKind.OVERLOADED: 50603, ErrorKind.UNAVAILABLE: 50603}
 
 
 class SiliconFlowRequest(RequestModel):
@@ -82,16 +83,28 @@ def build_response(
     }
 
 
-def build_error(error: SchemaError) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and ``{"code", "message", "data": null}``."""
+def error_code(error: ApiError) -> int:
+    """SiliconFlow's code for an error: 20012 for the model, else by kind (the status otherwise)."""
     if error.field == "model":
-        code = 20012
-    else:
-        code = _CODES.get(error.status, 20015 if error.status == 400 else error.status)
-    return error.status, {"code": code, "message": error.message, "data": None}
+        return 20012
+    return _CODES.get(error_kind(error), error.status)
+
+
+def build_error(error: ApiError) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and ``{"code", "message", "data": null}``."""
+    return error.status, {"code": error_code(error), "message": error.message, "data": None}
 
 
 def handle(request_body: Body, reranker: RerankerLike, *, request_id: str | None = None) -> dict[str, Any]:
     """Parse, rank and build; raises :class:`SchemaError` (turn it into a body with ``build_error``)."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request, request_id=request_id)
+
+
+SHAPE: Shape[SiliconFlowRequest] = Shape(
+    "siliconflow",
+    SiliconFlowRequest,
+    "documents",
+    lambda ranking, request, served: build_response(ranking, request, request_id=served.request_id),
+    build_error,
+)

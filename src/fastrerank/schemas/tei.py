@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from fastrerank.errors import SchemaError
 from fastrerank.results import Ranking
 from fastrerank.schemas._common import (
     Body,
@@ -28,10 +27,20 @@ from fastrerank.schemas._common import (
     parse_body,
     run_rank,
 )
+from fastrerank.schemas._errors import ApiError, ErrorKind, error_kind
+from fastrerank.schemas._shape import Shape
 
-__all__ = ["TeiRequest", "build_error", "build_response", "handle", "parse_request"]
+__all__ = ["SHAPE", "TeiRequest", "build_error", "build_response", "handle", "parse_request"]
 
-_ERROR_TYPES = {401: "unauthorized", 413: "payload_too_large", 429: "overloaded", 503: "unhealthy"}
+# TEI's ErrorType, plus the router's own unauthorized and payload_too_large.
+_ERROR_TYPES = {
+    ErrorKind.VALIDATION: "validation",
+    ErrorKind.UNAUTHORIZED: "unauthorized",
+    ErrorKind.TOO_LARGE: "payload_too_large",
+    ErrorKind.OVERLOADED: "overloaded",
+    ErrorKind.UNAVAILABLE: "unhealthy",
+    ErrorKind.INTERNAL: "backend",
+}
 
 
 class TeiRequest(RequestModel):
@@ -62,9 +71,9 @@ def build_response(ranking: Ranking, request: TeiRequest) -> list[dict[str, Any]
     return results
 
 
-def build_error(error: SchemaError) -> tuple[int, dict[str, Any]]:
+def build_error(error: ApiError) -> tuple[int, dict[str, Any]]:
     """The HTTP status and ``{"error", "error_type"}``."""
-    error_type = _ERROR_TYPES.get(error.status, "validation" if error.status < 500 else "backend")
+    error_type = _ERROR_TYPES.get(error_kind(error), "validation" if error.status < 500 else "backend")
     return error.status, {"error": error.message, "error_type": error_type}
 
 
@@ -72,3 +81,9 @@ def handle(request_body: Body, reranker: RerankerLike) -> list[dict[str, Any]]:
     """Parse, rank and build; raises :class:`SchemaError` (turn it into a body with ``build_error``)."""
     request = parse_request(request_body)
     return build_response(run_rank(reranker, request.rank_args()), request)
+
+
+SHAPE: Shape[TeiRequest] = Shape(
+    "tei", TeiRequest, "texts", lambda ranking, request, served: build_response(ranking, request), build_error,
+    names_model=False,
+)

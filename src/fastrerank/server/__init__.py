@@ -11,11 +11,13 @@ pydantic). Routes:
 ``POST /api/v1/rerank``                                     envelope API
 ``POST /ai/run/@cf/baai/bge-reranker-base``                 Cloudflare (REST envelope)
 ``POST /client/v4/accounts/{account}/ai/run/{model}``       Cloudflare REST API
-``GET /health``, ``GET /openapi.json``
+``GET /health``, ``GET /openapi.json``                      liveness (names only), OpenAPI 3.1
+``GET /info``, ``GET /v1/models``, ``GET /metrics``          operators (the API key when one is set)
 ==========================================================  =====================================
 
-Every error comes back in the route's API shape; bodies are parsed as JSON whatever their
-Content-Type.
+Every error comes back in the route's API shape, a wrong method included; bodies are parsed as
+JSON whatever their Content-Type. ``X-Request-Id`` comes back on every response, and each request
+is logged on ``fastrerank.server.access``.
 """
 
 from __future__ import annotations

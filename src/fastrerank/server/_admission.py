@@ -4,19 +4,21 @@ Inference runs in a thread pool of ``max_concurrency`` threads, never on the eve
 request that finds every running slot and every queue place taken is refused at once (429);
 one that waits in the queue longer than ``queue_timeout`` seconds is refused (503) and its work
 never starts: work enters the thread pool only once it holds a slot, because CTranslate2 cannot
-cancel a batch that has started. A slot is freed when the thread finishes, not when the request
-goes away, so a client that disconnects mid-ranking cannot make the pool oversubscribed.
+cancel a batch that has started. A waiter whose client disconnects gives its queue place back at
+once. A slot is freed when the thread finishes, not when the request goes away, so a client that
+disconnects mid-ranking cannot make the pool oversubscribed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from fastrerank.errors import SchemaError
+from fastrerank.schemas import ErrorKind, ServiceError
 
 __all__ = ["Admission", "ClientGone"]
 
@@ -37,6 +39,7 @@ class Admission:
         self._executor = ThreadPoolExecutor(max_concurrency, thread_name_prefix="fastrerank-rank")
         self._running = 0
         self._admitted = 0
+        self._holding = 0  # admitted requests whose work is in the pool
         self._waiters: deque[asyncio.Future[None]] = deque()
 
     @property
@@ -44,69 +47,78 @@ class Admission:
         """Rankings holding a slot (running, or handed a slot and about to run)."""
         return self._running
 
-    async def run(self, work: Callable[[], T], client_gone: Callable[[], Awaitable[bool]]) -> T:
+    @property
+    def waiting(self) -> int:
+        """Requests admitted that do not hold a slot yet (the queue's depth)."""
+        return self._admitted - self._holding
+
+    async def run(self, work: Callable[[], T], disconnected: Callable[[], Awaitable[None]]) -> T:
         """Run ``work`` in the pool once a slot is free.
 
-        Raises :class:`SchemaError` with status 429 when the queue is full, 503 after
-        ``queue_timeout`` seconds in the queue, and :class:`ClientGone` when ``client_gone``
-        says the client left while the request waited.
+        ``disconnected()`` returns when the client goes away. Raises :class:`ServiceError`
+        ``OVERLOADED`` (429) when the queue is full, ``UNAVAILABLE`` (503) after
+        ``queue_timeout`` seconds in the queue, and :class:`ClientGone` as soon as the client
+        leaves while the request waits.
         """
         if self._admitted >= self.max_concurrency + self.max_queue:
-            raise SchemaError(
+            raise ServiceError(
+                ErrorKind.OVERLOADED,
                 f"server busy: {self.max_concurrency} rankings running and {self.max_queue} "
                 "queued; retry later",
-                status=429,
             )
         self._admitted += 1
         try:
-            waited = await self._acquire()
-            if waited and await self._client_gone(client_gone):
-                raise ClientGone
+            await self._acquire(disconnected)
             loop = asyncio.get_running_loop()
 
             def job() -> T:
                 try:
                     return work()
                 finally:
-                    loop.call_soon_threadsafe(self._release)
+                    # The loop may be gone when a ranking outlives a forced shutdown.
+                    with contextlib.suppress(RuntimeError):
+                        loop.call_soon_threadsafe(self._release)
 
-            return await loop.run_in_executor(self._executor, job)
+            self._holding += 1
+            try:
+                return await loop.run_in_executor(self._executor, job)
+            finally:
+                self._holding -= 1
         finally:
             self._admitted -= 1
 
-    async def _client_gone(self, client_gone: Callable[[], Awaitable[bool]]) -> bool:
-        """Ask ``client_gone``; when it says yes (or fails), give the slot back."""
-        try:
-            gone = await client_gone()
-        except BaseException:
-            self._release()
-            raise
-        if gone:
-            self._release()
-        return gone
-
-    async def _acquire(self) -> bool:
-        """Take a slot; returns whether the request had to wait for it."""
+    async def _acquire(self, disconnected: Callable[[], Awaitable[None]]) -> None:
+        """Take a slot, waiting up to ``queue_timeout`` and only while the client is there."""
         if self._running < self.max_concurrency and not self._waiters:
             self._running += 1
-            return False
+            return
         slot: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(slot)
+        gone = asyncio.ensure_future(disconnected())
         try:
-            await asyncio.wait_for(asyncio.shield(slot), self.queue_timeout)
-        except BaseException as err:
-            if slot.done() and not slot.cancelled():
-                self._release()  # handed a slot as the wait ended: pass it on
-            else:
-                slot.cancel()
-            if isinstance(err, asyncio.TimeoutError):
-                raise SchemaError(
-                    f"server busy: waited more than {self.queue_timeout:g} s for a free slot; "
-                    "retry later",
-                    status=503,
-                ) from None
+            await asyncio.wait({slot, gone}, timeout=self.queue_timeout, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            self._leave(slot)
             raise
-        return True
+        finally:
+            gone.cancel()
+        if slot.done() and not gone.done():
+            return
+        self._leave(slot)
+        if gone.done() and not gone.cancelled():
+            gone.exception()  # retrieved: a receive that failed means the client is gone too
+            raise ClientGone
+        raise ServiceError(
+            ErrorKind.UNAVAILABLE,
+            f"server busy: waited more than {self.queue_timeout:g} s for a free slot; retry later",
+        )
+
+    def _leave(self, slot: asyncio.Future[None]) -> None:
+        """Give up a queue place; a slot handed over as the wait ended is passed on."""
+        if slot.done() and not slot.cancelled():
+            self._release()
+        else:
+            slot.cancel()
 
     def _release(self) -> None:
         """Free a slot: hand it to the oldest live waiter, else count it free."""

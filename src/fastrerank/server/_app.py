@@ -1,35 +1,35 @@
-"""The ASGI application: routes -> API shape -> admission -> reranker."""
+"""The ASGI application: the rerank routes, the operator routes, the access log around them."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
-import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
+import time
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from fastrerank.errors import (
-    InvalidInputError,
-    ModelClosedError,
-    SchemaError,
-)
+from fastrerank.errors import InvalidInputError
 from fastrerank.schemas import RerankerLike
-from fastrerank.schemas._common import run_rank
-from fastrerank.server._admission import Admission, ClientGone
-from fastrerank.server._http import check_api_key, read_body
+from fastrerank.server._access import AccessLog
+from fastrerank.server._admission import Admission
+from fastrerank.server._http import BodyBudget, authorized
+from fastrerank.server._metrics import Metrics, make_metrics
 from fastrerank.server._openapi import openapi_document
-from fastrerank.server._routes import ROUTES, RerankRoute
+from fastrerank.server._rerank import Limits, RerankEndpoints
+from fastrerank.server._routes import ROUTES
 
 __all__ = ["create_app"]
 
-logger = logging.getLogger("fastrerank.server")
+_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
+# How long a shutdown waits for the answers of requests cancelled past the graceful timeout.
+_LAST_ANSWERS_S = 2.0
 
 
 def _version() -> str:
@@ -48,41 +48,83 @@ def create_app(
     max_concurrency: int = 4,
     max_queue: int | None = None,
     queue_timeout: float = 30.0,
-) -> Starlette:
+    body_timeout: float = 30.0,
+    max_body_bytes_in_flight: int | None = None,
+) -> AccessLog:
     """An ASGI app serving ``rerankers`` (name -> reranker) on every API shape's route.
 
     With one reranker any ``model`` value is accepted; with several, ``model`` picks one by
     name (TEI requests, which carry no model, get the first). ``max_queue`` (default
     ``max_concurrency``) requests may wait for one of the ``max_concurrency`` slots; more are
-    refused with 429, and one that waits over ``queue_timeout`` seconds gets 503.
+    refused with 429, and one that waits over ``queue_timeout`` seconds gets 503. A body must
+    arrive within ``body_timeout`` seconds (else 408); the bodies of all requests in flight
+    together may hold ``max_body_bytes_in_flight`` bytes (default 32 x ``max_body_bytes``;
+    past it, 429 at once).
 
         >>> app = create_app({"tiny": reranker})  # doctest: +SKIP
         >>> uvicorn.run(app, host="127.0.0.1", port=8000)  # doctest: +SKIP
     """
     if not rerankers:
         raise InvalidInputError("rerankers must name at least one reranker")
+    in_flight = 32 * max_body_bytes if max_body_bytes_in_flight is None else max_body_bytes_in_flight
     for name, value in (
         ("max_body_bytes", max_body_bytes),
         ("max_documents", max_documents),
         ("max_concurrency", max_concurrency),
+        ("max_body_bytes_in_flight", in_flight),
     ):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidInputError(f"{name} must be an int >= 1, got {value!r}")
+    if in_flight < max_body_bytes:
+        raise InvalidInputError(
+            f"max_body_bytes_in_flight must be >= max_body_bytes ({max_body_bytes}), got {in_flight}"
+        )
     queue = max_concurrency if max_queue is None else max_queue
     if isinstance(queue, bool) or not isinstance(queue, int) or queue < 0:
         raise InvalidInputError(f"max_queue must be an int >= 0, got {max_queue!r}")
-    if not queue_timeout > 0:
-        raise InvalidInputError(f"queue_timeout must be > 0 seconds, got {queue_timeout!r}")
+    for name, seconds in (("queue_timeout", queue_timeout), ("body_timeout", body_timeout)):
+        if not seconds > 0:
+            raise InvalidInputError(f"{name} must be > 0 seconds, got {seconds!r}")
     models = dict(rerankers)
     admission = Admission(max_concurrency, queue, queue_timeout)
-    limits = _Limits(api_key, max_body_bytes, max_documents)
+    budget = BodyBudget(in_flight)
+    metrics = make_metrics(
+        queue_depth=lambda: admission.waiting, in_flight=lambda: admission.running, body_bytes=lambda: budget.held
+    )
+    rerank = RerankEndpoints(models, admission, budget, Limits(api_key, max_body_bytes, max_documents, body_timeout), metrics)
+    info = {
+        "version": _version(),
+        "models": [_describe(name, reranker) for name, reranker in models.items()],
+        "limits": {
+            "max_body_bytes": max_body_bytes,
+            "max_body_bytes_in_flight": in_flight,
+            "body_timeout": body_timeout,
+            "max_documents": max_documents,
+            "max_concurrency": max_concurrency,
+            "max_queue": queue,
+            "queue_timeout": queue_timeout,
+        },
+    }
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         yield
+        # Requests cancelled past the graceful timeout answer 503 now: let those answers go out.
+        deadline = time.monotonic() + _LAST_ANSWERS_S
+        while rerank.active and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
         admission.shutdown()
 
+    def guarded(payload: Any) -> Any:
+        async def endpoint(request: Request) -> Response:
+            if not authorized(request, api_key):
+                return JSONResponse({"message": "missing or invalid API key", "detail": "missing or invalid API key"}, status_code=401)
+            return JSONResponse(payload() if callable(payload) else payload)
+
+        return endpoint
+
     async def health(request: Request) -> Response:
+        # Names only, never a model's path; the same for everyone (load balancers have no key).
         return JSONResponse({"status": "ok", "models": list(models)})
 
     async def openapi(request: Request) -> Response:
@@ -91,90 +133,45 @@ def create_app(
     routes = [
         Route("/health", health, methods=["GET"]),
         Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/info", guarded(info), methods=["GET"]),
+        Route("/v1/models", guarded(_model_list(models)), methods=["GET"]),
     ]
-    routes += [
-        Route(route.path, _endpoint(route, models, admission, limits), methods=["POST"])
-        for route in ROUTES
-    ]
-    return Starlette(
+    if isinstance(metrics, Metrics):
+        routes.append(Route("/metrics", _metrics_endpoint(metrics, api_key), methods=["GET"]))
+    # Every method reaches the rerank endpoint, which answers a wrong one in the route's shape.
+    routes += [Route(route.path, rerank.endpoint(route), methods=_METHODS) for route in ROUTES]
+    app = Starlette(
         routes=routes,
         lifespan=lifespan,
         exception_handlers={HTTPException: _http_error},  # type: ignore[dict-item]
     )
+    return AccessLog(app, metrics)
 
 
-@dataclass(frozen=True)
-class _Limits:
-    api_key: str | None
-    max_body_bytes: int
-    max_documents: int
+def _describe(name: str, reranker: RerankerLike) -> dict[str, Any]:
+    """What ``/info`` says of a model: its name and, where the reranker has them, its settings."""
+    described: dict[str, Any] = {"name": name}
+    for attribute in ("max_length", "compute_type", "device"):
+        value = getattr(reranker, attribute, None)
+        if isinstance(value, str | int):
+            described[attribute] = value
+    return described
 
 
-def _endpoint(
-    route: RerankRoute,
-    models: dict[str, RerankerLike],
-    admission: Admission,
-    limits: _Limits,
-) -> Callable[[Request], Awaitable[Response]]:
+def _model_list(models: Mapping[str, RerankerLike]) -> dict[str, Any]:
+    """OpenAI's ``GET /v1/models`` list."""
+    return {"object": "list", "data": [{"id": name, "object": "model", "owned_by": "fastrerank"} for name in models]}
+
+
+def _metrics_endpoint(metrics: Metrics, api_key: str | None) -> Any:
     async def endpoint(request: Request) -> Response:
-        try:
-            return JSONResponse(await _rerank(request, route, models, admission, limits))
-        except SchemaError as err:
-            return _error(route, err)
-        except (ClientGone, ClientDisconnect):
-            return Response(status_code=499)  # nobody is listening
-        except ModelClosedError as err:
-            logger.warning("%s: %s", route.path, err)
-            return _error(route, SchemaError("the model is closed; the server is shutting down", status=503))
-        except Exception:  # the server's edge: log it, answer in the API's shape, no traceback
-            logger.exception("%s: ranking failed", route.path)
-            return _error(route, SchemaError("internal error while ranking", status=500))
+        if not authorized(request, api_key):
+            return Response("missing or invalid API key\n", status_code=401, media_type="text/plain")
+        body, content_type = metrics.render()
+        return Response(body, headers={"Content-Type": content_type})
 
     return endpoint
 
 
-async def _rerank(
-    request: Request,
-    route: RerankRoute,
-    models: dict[str, RerankerLike],
-    admission: Admission,
-    limits: _Limits,
-) -> Any:
-    check_api_key(request, limits.api_key)
-    parsed = route.shape.parse_request(await read_body(request, limits.max_body_bytes))
-    args = parsed.rank_args()
-    if len(args.docs) > limits.max_documents:
-        raise SchemaError(
-            f"{route.docs_field}: at most {limits.max_documents} documents per request, "
-            f"got {len(args.docs)}",
-            field=route.docs_field,
-            status=413,
-        )
-    if route.model_param is not None:
-        name: str | None = request.path_params[route.model_param]
-    else:
-        name = route.fixed_model or parsed.model_name
-    reranker = _pick(models, name, required=route.names_model)
-    ranking = await admission.run(lambda: run_rank(reranker, args), request.is_disconnected)
-    return route.respond(ranking, parsed)
-
-
-def _pick(models: dict[str, RerankerLike], name: str | None, *, required: bool) -> RerankerLike:
-    """One model: always it. Several: the one named (TEI, which names none: the first)."""
-    if len(models) == 1 or (name is None and not required):
-        return next(iter(models.values()))
-    accepted = ", ".join(models)
-    if name is None:
-        raise SchemaError(f"model is required: this server has several (accepted: {accepted})", field="model")
-    if name not in models:
-        raise SchemaError(f"model {name!r} is not served here (accepted: {accepted})", field="model")
-    return models[name]
-
-
-def _error(route: RerankRoute, error: SchemaError) -> Response:
-    status, body = route.shape.build_error(error)
-    return JSONResponse(body, status_code=status)
-
-
 async def _http_error(request: Request, exc: HTTPException) -> Response:
-    return JSONResponse({"message": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"message": exc.detail, "detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)

@@ -17,7 +17,7 @@ _REF = "#/components/schemas/{model}"
 @functools.cache
 def openapi_document(version: str) -> dict[str, Any]:
     """OpenAPI 3.1: every route, its request body schema, its documented statuses."""
-    unique = list(dict.fromkeys(route.request_model for route in ROUTES))
+    unique = list(dict.fromkeys(route.shape.request_model for route in ROUTES))
     refs, defs = models_json_schema([(m, "validation") for m in unique], ref_template=_REF)
     paths: dict[str, Any] = {
         "/health": {"get": {"summary": "Liveness and the served models", "responses": {"200": {"description": "ok"}}}},
@@ -35,7 +35,7 @@ def openapi_document(version: str) -> dict[str, Any]:
                 "parameters": parameters,
                 "requestBody": {
                     "required": True,
-                    "content": {"application/json": {"schema": refs[(route.request_model, "validation")]}},
+                    "content": {"application/json": {"schema": refs[(route.shape.request_model, "validation")]}},
                 },
                 "responses": _RESPONSES,
                 "security": [{"bearer": []}, {}],
