@@ -156,3 +156,33 @@ def test_closing_a_copy_never_closes_the_original(make_copy, converted) -> None:
     with pytest.raises(ModelClosedError):
         duplicate.score(QUERY, DOCS[:2])
     original.close()
+
+
+def test_a_fork_waits_for_native_work_in_progress() -> None:
+    """A fork never lands while another thread is inside CTranslate2 (a load, a batch): the child
+    would inherit the locks that thread holds, and hang on its own first load."""
+    done = run_python("""
+        import os, threading, time
+        from fastrerank.engine.fork_gate import native_section
+        entered, left = threading.Event(), []
+        def native_work():
+            with native_section():
+                entered.set()
+                time.sleep(0.3)
+                left.append(time.monotonic())
+        worker = threading.Thread(target=native_work)
+        worker.start()
+        entered.wait()
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            with native_section():  # the child's own sections work: it starts with a fresh gate
+                os.write(write, repr(time.monotonic()).encode())
+            os._exit(0)
+        os.waitpid(pid, 0)
+        forked_at = float(os.read(read, 100))
+        worker.join()
+        print(forked_at >= left[0])
+        """, timeout=60)
+    assert done.returncode == 0, describe(done)
+    assert done.stdout.split() == ["True"]

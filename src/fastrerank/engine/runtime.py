@@ -1,6 +1,6 @@
 """The CTranslate2 encoder: rows of token ids in, first-token hidden states out.
 
-Four traps of CTranslate2 are handled here, once:
+Five traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
@@ -12,6 +12,9 @@ Four traps of CTranslate2 are handled here, once:
   2+ threads hangs in its next parallel loop in a forked child, waiting for team threads that
   were not copied. Every encoder is therefore built on a short-lived helper thread, whose team
   dies with it: no thread of the host (in the parent or in a child) ever holds one.
+* A fork while another thread is inside CTranslate2 (loading, running a batch, releasing a
+  model) copies whatever lock that thread holds; such work runs in a native section, and a fork
+  waits for the sections in progress to end (:mod:`fastrerank.engine.fork_gate`).
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.
@@ -33,6 +36,7 @@ import numpy as np
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
 from .ct2_import import import_ctranslate2
+from .fork_gate import native_section
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[int] | np.ndarray]
@@ -76,9 +80,10 @@ def _on_helper_thread(function: Callable[[], T]) -> T:
             errors.append(err)
 
     helper = threading.Thread(target=run, name="fastrerank-load", daemon=True)
-    helper.start()
-    helper.join()
-    _wait_until_gone(helper.native_id)
+    with native_section():  # no fork until the helper, its OpenMP team included, is gone
+        helper.start()
+        helper.join()
+        _wait_until_gone(helper.native_id)
     if errors:
         raise errors[0]
     return results[0]
@@ -200,7 +205,8 @@ class EncoderRuntime:
             encoder, self._encoder = self._encoder, None
             if self._pid != os.getpid():
                 _park_inherited(encoder)
-        del encoder
+        with native_section():  # the destructor joins CTranslate2's threads and frees the model
+            del encoder
 
 
 def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-untyped-def]
@@ -215,14 +221,17 @@ def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-u
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
     lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
-    try:
-        output = encoder.forward_batch(ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths))
-    except (RuntimeError, ValueError) as err:
-        raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
-    states = output.last_hidden_state
-    if states.dtype != ctranslate2.DataType.float32:
-        states = states.to(ctranslate2.DataType.float32)
-    if states.device != "cpu":
-        states = states.to_device(ctranslate2.Device.cpu)
-    # Copy only the first token's row out of the [rows, width, hidden] output.
-    return np.asarray(states)[:, 0, :].copy()
+    with native_section():
+        try:
+            output = encoder.forward_batch(ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths))
+        except (RuntimeError, ValueError) as err:
+            raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
+        states = output.last_hidden_state
+        if states.dtype != ctranslate2.DataType.float32:
+            states = states.to(ctranslate2.DataType.float32)
+        if states.device != "cpu":
+            states = states.to_device(ctranslate2.Device.cpu)
+        # Copy only the first token's row out of the [rows, width, hidden] output.
+        first = np.asarray(states)[:, 0, :].copy()
+        del output, states  # CTranslate2 frees its output here, inside the section
+    return first
