@@ -107,11 +107,13 @@ def test_same_encoder_as_ctranslate2s_own_converter(hf_models: dict[str, Path], 
 def test_converted_folder_contents(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny", "int8")
     metadata = json.loads((folder / "fastrerank.json").read_text())
-    assert metadata["format_version"] == 2
+    assert metadata["format_version"] == 3
     assert metadata["quantization"] == "int8"
     assert metadata["max_positions"] == 512
     assert metadata["recommended_max_length"] == 512
     assert metadata["special_tokens"] == {"bos": 0, "pad": 1, "eos": 2, "unk": 3}
+    assert metadata["architecture"] == "XLMRobertaForSequenceClassification"
+    assert metadata["pair_template"] == {"before_query": [0], "between": [2, 2], "after_window": [2], "window_token_type": 0}
     assert metadata["source_model"].endswith("tiny")
     assert set(metadata["files"]) == {"config.json", "head.safetensors", "model.bin", "tokenizer.json", "vocabulary.json"}
     assert not list(folder.parent.glob("*.tmp-*"))
@@ -152,8 +154,10 @@ BAD_INPUTS = {
                        "config.json: invalid JSON at line 3"),
     "config missing key": (lambda f: _drop_key(f, "hidden_size"), CorruptModelError,
                            "missing key 'hidden_size'"),
-    "wrong architecture": (lambda f: _edit_config(f, architectures=["BertForSequenceClassification"], model_type="bert"),
-                           UnsupportedModelError, r"architectures=\['BertForSequenceClassification'\], model_type='bert'"),
+    "wrong architecture": (lambda f: _edit_config(f, architectures=["DebertaV2ForSequenceClassification"], model_type="deberta-v2"),
+                           UnsupportedModelError, r"architectures=\['DebertaV2ForSequenceClassification'\], model_type='deberta-v2'; "
+                           r"fastrerank converts XLMRobertaForSequenceClassification \(model_type 'xlm-roberta'\) and "
+                           r"BertForSequenceClassification \(model_type 'bert'\) rerankers"),
     "relative positions": (lambda f: _edit_config(f, position_embedding_type="relative_key"), UnsupportedModelError,
                            "position_embedding_type='relative_key'"),
     "two labels": (lambda f: _edit_config(f, id2label={"0": "a", "1": "b"}, label2id={"a": 0, "b": 1}),

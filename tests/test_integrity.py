@@ -61,7 +61,7 @@ def _write_metadata(folder: Path, metadata: object) -> None:
 def test_conversion_records_the_sha256_of_every_file(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
     metadata = _metadata(folder)
-    assert metadata["format_version"] == 2
+    assert metadata["format_version"] == 3
     files = metadata["files"]
     assert isinstance(files, dict) and "model.bin" in files and "head.safetensors" in files
     assert metadata["sha256"] == {name: hashlib.sha256((folder / name).read_bytes()).hexdigest() for name in files}

@@ -4,8 +4,9 @@ A converted folder holds CTranslate2's encoder (``model.bin``, ``config.json``,
 ``shared_vocabulary.json``), the classification head in float32 (``head.safetensors``), the
 tokenizer (``tokenizer.json``) and ``fastrerank.json``. ``fastrerank.json`` is written last and is
 the commit marker: a folder without it is not a model. It records the format version, where the
-model came from, the facts the engine needs (positions, special-token ids, embedding rows), and
-the size and (from format v2) the sha256 of every other file.
+model came from, the facts the engine needs (positions, special-token ids, embedding rows, and
+from format v3 the architecture and the pair template), and the size and (from format v2) the
+sha256 of every other file. A v1 or v2 folder, which records no pair template, is XLM-R's.
 
 Loading checks the sizes only (a truncated or swapped file); :func:`verify_checksums`
 (``fastrerank.verify``, ``fastrerank verify FOLDER``) also checks every byte against the sha256,
@@ -28,6 +29,7 @@ from .errors import CorruptModelError, InvalidTypeError, ModelNotFoundError, Uns
 
 __all__ = [
     "FORMAT_VERSION",
+    "XLMR_PAIR_TEMPLATE",
     "HEAD_FILE",
     "METADATA_FILE",
     "TOKENIZER_FILE",
@@ -39,15 +41,24 @@ __all__ = [
     "verify_folder",
 ]
 
-# v2 added ``sha256``; v1 folders (without it) still load. The bump makes an older fastrerank say
-# "upgrade fastrerank" for a v2 folder instead of calling the unknown key a corruption.
-FORMAT_VERSION = 2
+# v2 added ``sha256``; v1 folders (without it) still load. v3 added ``architecture`` and
+# ``pair_template`` (BERT rerankers); v1 and v2 folders are XLM-R's. Each bump makes an older
+# fastrerank say "upgrade fastrerank" for a newer folder instead of calling the unknown key a
+# corruption (or, worse, running a BERT folder as XLM-R).
+FORMAT_VERSION = 3
 FIRST_CHECKSUM_VERSION = 2
+FIRST_TEMPLATE_VERSION = 3
 METADATA_FILE = "fastrerank.json"
 HEAD_FILE = "head.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
 ENCODER_FILE = "model.bin"
-RECOMMENDED_MAX_LENGTH = 512  # what BAAI and BCE score with, for every supported model
+RECOMMENDED_MAX_LENGTH = 512  # what BAAI, BCE and the ms-marco cross-encoders score with, for every supported model
+XLMR_ARCHITECTURE = "XLMRobertaForSequenceClassification"
+# How a pair becomes a row: before_query + query + between + window + after_window, the window
+# and what follows it with token type window_token_type (0 and the rest 0 too: XLM-R has one
+# token type). XLM-R's ``<s> q </s></s> w </s>``, what v1 and v2 folders hold.
+XLMR_PAIR_TEMPLATE: dict[str, Any] = {"before_query": [0], "between": [2, 2], "after_window": [2], "window_token_type": 0}
+_TEMPLATE_KEYS = ("before_query", "between", "after_window", "window_token_type")
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,8 @@ class ModelMetadata:
     ctranslate2_version: str
     files: dict[str, int] = field(default_factory=dict)
     sha256: dict[str, str] = field(default_factory=dict)  # empty in v1 folders
+    architecture: str = XLMR_ARCHITECTURE  # from v3; XLM-R's in v1 and v2 folders
+    pair_template: dict[str, Any] = field(default_factory=lambda: dict(XLMR_PAIR_TEMPLATE))  # from v3
 
     def to_json(self) -> str:
         """Serialise as the content of ``fastrerank.json``."""
@@ -118,7 +131,8 @@ def read_metadata(folder: Path) -> ModelMetadata:
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KEYS = {item.name for item in fields(ModelMetadata)}
-_OPTIONAL = {"source_revision", "sha256"}
+_OPTIONAL = {"source_revision", "sha256", "architecture", "pair_template"}
+_ARCHITECTURES = (XLMR_ARCHITECTURE, "BertForSequenceClassification")
 
 
 def _is_int(value: object, minimum: int) -> TypeGuard[int]:
@@ -148,7 +162,8 @@ def _metadata_problem(raw: dict[str, Any], version: int) -> str | None:
     unknown = sorted(set(raw) - _KEYS)
     if unknown:
         return f"unknown key {unknown[0]!r}"
-    required = _KEYS - _OPTIONAL | ({"sha256"} if version >= FIRST_CHECKSUM_VERSION else set())
+    required = (_KEYS - _OPTIONAL | ({"sha256"} if version >= FIRST_CHECKSUM_VERSION else set())
+                | ({"architecture", "pair_template"} if version >= FIRST_TEMPLATE_VERSION else set()))
     missing = sorted(required - set(raw))
     if missing:
         return f"{missing[0]} is missing"
@@ -157,6 +172,7 @@ def _metadata_problem(raw: dict[str, Any], version: int) -> str | None:
         "source_revision": (raw.get("source_revision") is None or isinstance(raw["source_revision"], str), "a string or null"),
         "quantization": (isinstance(raw["quantization"], str) and bool(raw["quantization"]), "a non-empty string"),
         "ctranslate2_version": (isinstance(raw["ctranslate2_version"], str), "a string"),
+        "architecture": (raw.get("architecture", XLMR_ARCHITECTURE) in _ARCHITECTURES, f"one of {', '.join(_ARCHITECTURES)}"),
     }
     for key in ("max_positions", "recommended_max_length", "embedding_rows", "hidden_size", "num_layers"):
         checks[key] = (_is_int(raw[key], 1), "an integer >= 1")
@@ -164,7 +180,8 @@ def _metadata_problem(raw: dict[str, Any], version: int) -> str | None:
         if not valid:
             return f"{key} must be {expected}, got {describe_value(raw[key])}"
     problem = (
-        _mapping_problem(raw, "special_tokens", lambda name: isinstance(name, str), lambda v: _is_int(v, 0), "a token id >= 0")
+        _template_problem(raw.get("pair_template", XLMR_PAIR_TEMPLATE), raw["embedding_rows"])
+        or _mapping_problem(raw, "special_tokens", lambda name: isinstance(name, str), lambda v: _is_int(v, 0), "a token id >= 0")
         or _mapping_problem(raw, "files", _is_file_name, lambda v: _is_int(v, 0), "a size >= 0")
         or _mapping_problem(raw, "sha256", _is_file_name, lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
                             "64 lowercase hex digits")
@@ -174,6 +191,23 @@ def _metadata_problem(raw: dict[str, Any], version: int) -> str | None:
     sums, files = raw.get("sha256", {}), raw["files"]
     if (sums or version >= FIRST_CHECKSUM_VERSION) and sums.keys() != files.keys():
         return f"sha256 names {describe_value(sorted(sums))}, files names {describe_value(sorted(files))}"
+    return None
+
+
+def _template_problem(template: object, rows: int) -> str | None:
+    """What is wrong with a ``pair_template`` record, or ``None``: its keys, ids within the table, type 0 or 1."""
+    if not isinstance(template, dict) or sorted(template) != sorted(_TEMPLATE_KEYS):
+        return f"pair_template must be an object with the keys {', '.join(_TEMPLATE_KEYS)}, got {describe_value(template)}"
+    for key in _TEMPLATE_KEYS[:3]:
+        ids = template[key]
+        if not isinstance(ids, list) or not all(_is_int(i, 0) and i < rows for i in ids):
+            return f"pair_template[{key!r}] must be a list of token ids in [0, embedding_rows={rows}), got {describe_value(ids)}"
+    if not template["before_query"] or not template["between"]:
+        return "pair_template must have a token before the query and one between query and window"
+    kind = template["window_token_type"]
+    if kind not in (0, 1) or isinstance(kind, bool):
+        # CTranslate2 does not check token types: one past the table would read out of bounds.
+        return f"pair_template['window_token_type'] must be 0 or 1, got {describe_value(kind)}"
     return None
 
 

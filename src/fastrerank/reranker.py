@@ -16,6 +16,7 @@ from .engine.batching import plan_batches
 from .engine.chunking import chunk_spans, plan_windows
 from .engine.ct2_import import import_ctranslate2
 from .engine.head import ClassificationHead, sigmoid
+from .engine.pair_template import PairTemplate
 from .engine.runtime import EncoderRuntime
 from .engine.tokenization import TextEncoder
 from .errors import InferenceError, InvalidInputError, InvalidTypeError, describe_value
@@ -44,7 +45,6 @@ DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "cuda": 8192}
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
 MIN_MAX_LENGTH = 16
-BOS, EOS = 0, 2
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -114,8 +114,10 @@ class Reranker:
         self.max_length = self._check_max_length(max_length)
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
+        self._pairs = PairTemplate.from_record(self.metadata.pair_template)
         self._runtime = EncoderRuntime(
-            self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores()
+            self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores(),
+            pair_template=self._pairs,
         )
 
     def _check_max_length(self, max_length: int | None) -> int:
@@ -199,11 +201,12 @@ class Reranker:
             query_ids = query_ids[:query_limit]
         if not docs:
             return np.empty(0, dtype=np.float64), 0, truncated
-        plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc)
+        plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc,
+                            specials_per_pair=self._pairs.specials_per_pair)
         doc_ids = self._text.encode_many(docs, max_tokens=plan.max_document_tokens)
 
-        prefix = np.concatenate(([BOS], query_ids, [EOS, EOS])).astype(np.int32)
-        suffix = np.array([EOS], dtype=np.int32)
+        prefix = self._pairs.prefix(query_ids)
+        suffix = self._pairs.suffix
         # Rows are kept as the bytes of int32 arrays (4 bytes a token, whatever the number of
         # documents); identical windows are run once.
         unique_rows: dict[bytes, int] = {}

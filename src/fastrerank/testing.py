@@ -1,4 +1,4 @@
-"""Make random-weight XLM-RoBERTa rerankers, for tests and benchmarks, without any download.
+"""Make random-weight XLM-RoBERTa and BERT rerankers, for tests and benchmarks, without any download.
 
 A folder written by :func:`make_reranker_folder` is an ordinary Hugging Face model folder
 (``config.json``, ``model.safetensors``, ``tokenizer.json``, ``tokenizer_config.json``,
@@ -6,6 +6,8 @@ A folder written by :func:`make_reranker_folder` is an ordinary Hugging Face mod
 transformers loads it, and so does :func:`fastrerank.convert`. The weights are random but seeded,
 with a spread large enough that different documents get clearly different scores; the tokenizer
 is an XLM-R-style Unigram model learnt from a generated multilingual corpus.
+:func:`make_bert_reranker_folder` writes a ``BertForSequenceClassification`` (the ms-marco
+MiniLM / TinyBERT family) with a WordPiece tokenizer learnt from the same corpus.
 
 Only runtime dependencies are used (numpy, safetensors, tokenizers), so a user can test a
 service built on fastrerank without a 2 GB download, and the benchmarks can build full-size
@@ -32,7 +34,15 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-__all__ = ["ModelShape", "make_corpus", "make_reranker_folder", "make_sentencepiece_tokenizer", "make_tokenizer"]
+__all__ = [
+    "ModelShape",
+    "make_bert_reranker_folder",
+    "make_corpus",
+    "make_reranker_folder",
+    "make_sentencepiece_tokenizer",
+    "make_tokenizer",
+    "make_wordpiece_tokenizer",
+]
 
 SPECIAL_TOKENS = ("<s>", "<pad>", "</s>", "<unk>")  # ids 0, 1, 2, 3, as in XLM-R
 MASK_TOKEN = "<mask>"
@@ -60,7 +70,9 @@ _WORDS = {
 class ModelShape:
     """The architecture of a generated model.
 
-    ``max_position_embeddings`` counts XLM-R's two reserved rows: 514 gives 512 usable positions.
+    ``max_position_embeddings`` is the position table's rows. XLM-R reserves two of them (514 gives
+    512 usable positions); BERT reserves none (:meth:`bert_tiny`, :meth:`minilm_l6`, made with
+    :func:`make_bert_reranker_folder`).
     ``embedding_rows`` may exceed the tokenizer's vocabulary (the real models have 250,002 rows).
     """
 
@@ -96,6 +108,21 @@ class ModelShape:
     def large(cls) -> ModelShape:
         """The shape of bge-reranker-v2-m3 (1024 hidden, 24 layers, 8194 positions)."""
         return cls(1024, 24, 16, 4096, 8194, 8000, 250002)
+
+    @classmethod
+    def bert_tiny(cls) -> ModelShape:
+        """A 2-layer, hidden-64 BERT with 512 positions (BERT reserves no position rows)."""
+        return cls(max_position_embeddings=512)
+
+    @classmethod
+    def bert_short(cls) -> ModelShape:
+        """A 3-layer, hidden-32 BERT with only 64 positions, so that chunking happens on short texts."""
+        return cls(hidden_size=32, num_layers=3, num_heads=2, intermediate_size=64, max_position_embeddings=64)
+
+    @classmethod
+    def minilm_l6(cls) -> ModelShape:
+        """The shape of cross-encoder/ms-marco-MiniLM-L-6-v2 (6 layers, 384 hidden, 12 heads, 30,522 rows), as a BERT."""
+        return cls(384, 6, 12, 1536, 512, 8000, 30522)
 
     @property
     def rows(self) -> int:
@@ -333,3 +360,7 @@ def make_reranker_folder(
     (out / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
     (out / "fastrerank_testing.json").write_text(json.dumps({"shape": asdict(shape), "seed": seed}, indent=2))
     return out
+
+
+# BERT fixtures live in their own module, which builds on ModelShape and make_corpus above.
+from ._testing_bert import make_bert_reranker_folder, make_wordpiece_tokenizer  # noqa: E402

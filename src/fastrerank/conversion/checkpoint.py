@@ -1,4 +1,4 @@
-"""Read and validate a Hugging Face ``XLMRobertaForSequenceClassification`` folder, without torch.
+"""Read and validate a Hugging Face reranker folder (XLM-R or BERT), without torch.
 
 The weights are read from safetensors with numpy. Pickle checkpoints (``pytorch_model.bin``)
 can run arbitrary code when unpickled, so they are refused unless the caller opts in, and are
@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,9 +23,10 @@ from ..errors import (
     ModelLoadError,
     ModelNotFoundError,
 )
-from .config import XLMRConfig, read_config
+from .config import ModelConfig, read_config
+from .families import family_of
 
-__all__ = ["Checkpoint", "check_layout", "open_checkpoint"]
+__all__ = ["Checkpoint", "open_checkpoint"]
 
 logger = logging.getLogger(__name__)
 
@@ -35,59 +35,6 @@ SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_FILE = "pytorch_model.bin"
 _MIN_TORCH = (2, 10)
 _FLOAT_DTYPES = ("F32", "F16", "F64")  # what numpy reads and _as_float32 accepts
-_LAYER = re.compile(r"encoder\.layer\.(\d+)\.")
-
-
-def check_layout(shapes: Mapping[str, tuple[int, ...]], config: XLMRConfig) -> None:
-    """Check the checkpoint's tensor names and shapes against ``config``; pure, no tensor data needed.
-
-    ``shapes`` maps each tensor name (with or without the ``roberta.`` prefix) to its shape, as a
-    safetensors header gives them. The layer count is compared first, so that a config claiming a
-    million layers fails here in constant time instead of building a million-layer spec.
-
-    Raises:
-        ConversionError: the layer count differs from ``num_hidden_layers``, a tensor is missing,
-            or a shape differs from what ``config.json`` implies (both named).
-    """
-    named = {name.removeprefix("roberta."): name for name in shapes}
-    layers = {int(match.group(1)) for short in named if (match := _LAYER.match(short))}
-    if len(layers) != config.num_layers:
-        raise ConversionError(
-            f"config.json: num_hidden_layers={config.num_layers} but the checkpoint has {len(layers)} encoder layers"
-        )
-    hidden, inter = config.hidden_size, config.intermediate_size
-    # None: any size >= 1 (the token-type table's rows, which config.json's type_vocab_size need not match).
-    expected: dict[str, tuple[int | None, ...]] = {
-        "embeddings.word_embeddings.weight": (config.vocab_size, hidden),
-        "embeddings.position_embeddings.weight": (config.max_position_embeddings, hidden),
-        "embeddings.token_type_embeddings.weight": (None, hidden),
-        "embeddings.LayerNorm.weight": (hidden,),
-        "embeddings.LayerNorm.bias": (hidden,),
-        "classifier.dense.weight": (hidden, hidden),
-        "classifier.dense.bias": (hidden,),
-        "classifier.out_proj.weight": (1, hidden),
-        "classifier.out_proj.bias": (1,),
-    }
-    for i in range(config.num_layers):  # bounded: the layer count equals the checkpoint's, checked above
-        prefix = f"encoder.layer.{i}."
-        for part in ("attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense"):
-            expected[f"{prefix}{part}.weight"] = (hidden, hidden)
-            expected[f"{prefix}{part}.bias"] = (hidden,)
-        for part in ("attention.output.LayerNorm", "output.LayerNorm"):
-            expected[f"{prefix}{part}.weight"] = (hidden,)
-            expected[f"{prefix}{part}.bias"] = (hidden,)
-        expected[f"{prefix}intermediate.dense.weight"] = (inter, hidden)
-        expected[f"{prefix}intermediate.dense.bias"] = (inter,)
-        expected[f"{prefix}output.dense.weight"] = (hidden, inter)
-        expected[f"{prefix}output.dense.bias"] = (hidden,)
-    for short, want in expected.items():
-        name = named.get(short)
-        if name is None:
-            raise ConversionError(f"tensor {short!r} is missing from the checkpoint")
-        found = tuple(shapes[name])
-        if len(found) != len(want) or any(f < 1 if w is None else f != w for f, w in zip(found, want)):
-            shown = "(" + ", ".join("*" if w is None else str(w) for w in want) + ("," if len(want) == 1 else "") + ")"
-            raise ConversionError(f"tensor {name!r} has shape {found}, expected {shown} from config.json")
 
 
 @dataclass(frozen=True)
@@ -95,7 +42,7 @@ class Checkpoint:
     """A validated reranker folder: its config, tokenizer file and tensor files."""
 
     folder: Path
-    config: XLMRConfig
+    config: ModelConfig
     tokenizer_file: Path
     tensor_files: tuple[Path, ...]
     pickled: bool
@@ -111,7 +58,8 @@ class Checkpoint:
             try:
                 with safe_open(str(path), framework="np") as handle:
                     for name in handle.keys():
-                        yield name, _as_float32(name, handle.get_tensor(name))
+                        if not _is_buffer(name):
+                            yield name, _as_float32(name, handle.get_tensor(name))
             except (SafetensorError, OSError, ValueError, TypeError) as err:
                 raise ConversionError(f"{path.name}: cannot read weights ({err})") from err
 
@@ -129,7 +77,7 @@ class Checkpoint:
         for path in self.tensor_files:
             try:
                 with safe_open(str(path), framework="np") as handle:
-                    for name in handle.keys():
+                    for name in filter(lambda name: not _is_buffer(name), handle.keys()):
                         tensor = handle.get_slice(name)
                         dtype = tensor.get_dtype()
                         if dtype not in _FLOAT_DTYPES:  # the same rule as reading (_as_float32), told before reading
@@ -148,7 +96,7 @@ def open_checkpoint(folder: Path, *, allow_pickle: bool = False) -> Checkpoint:
     """Validate ``folder`` as a reranker checkpoint: ``config.json`` and the weight headers, no weights yet.
 
     The tensor names and shapes of a safetensors checkpoint are checked against the config here
-    (see :func:`check_layout`); a pickle checkpoint's only once it is read.
+    (``check_layout`` of the config's family); a pickle checkpoint's only once it is read.
 
     Raises:
         ModelNotFoundError: the folder, ``config.json``, ``tokenizer.json`` or the weights are missing.
@@ -160,11 +108,11 @@ def open_checkpoint(folder: Path, *, allow_pickle: bool = False) -> Checkpoint:
     checkpoint = _find_weights(folder, read_config(folder), allow_pickle)
     shapes = checkpoint.header_shapes()
     if shapes is not None:
-        check_layout(shapes, checkpoint.config)
+        family_of(checkpoint.config).check_layout(shapes, checkpoint.config)
     return checkpoint
 
 
-def _find_weights(folder: Path, config: XLMRConfig, allow_pickle: bool) -> Checkpoint:
+def _find_weights(folder: Path, config: ModelConfig, allow_pickle: bool) -> Checkpoint:
     tokenizer_file = folder / "tokenizer.json"
     if not tokenizer_file.is_file():
         raise ModelNotFoundError(
@@ -199,6 +147,12 @@ def _shards(index: Path) -> tuple[Path, ...]:
     return shards
 
 
+def _is_buffer(name: str) -> bool:
+    # ``embeddings.position_ids`` (int64 0, 1, 2, ...) is a buffer older transformers saved with
+    # the weights; no family uses it.
+    return name.endswith("embeddings.position_ids")
+
+
 def _as_float32(name: str, array: np.ndarray) -> np.ndarray:
     if array.dtype not in (np.float32, np.float16, np.float64):
         raise ConversionError(f"tensor {name!r} has dtype {array.dtype}; expected float32 or float16")
@@ -229,6 +183,8 @@ def _pickle_tensors(path: Path) -> Iterator[tuple[str, np.ndarray]]:
     if not isinstance(state, dict):
         raise ConversionError(f"{path.name}: expected a state dict, found {type(state).__name__}")
     for name, tensor in state.items():
+        if _is_buffer(name):
+            continue
         if not isinstance(tensor, torch.Tensor):
             raise ConversionError(f"{path.name}: entry {name!r} is not a tensor")
         yield name, _as_float32(name, tensor.detach().to(torch.float32).numpy())

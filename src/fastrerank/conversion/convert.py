@@ -16,6 +16,7 @@ import shutil
 import sys
 import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -30,9 +31,12 @@ from ..errors import (
     MissingDependencyError,
     describe_value,
 )
-from .checkpoint import Checkpoint, check_layout, open_checkpoint
-from .encoder_spec import HEAD_TENSORS, build_encoder_spec, extract_head, normalise_names
+from .checkpoint import Checkpoint, open_checkpoint
+from .families import family_of
 from .output import check_output, in_flight, output_lock, remove_stale_temporaries
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 __all__ = ["QUANTIZATIONS", "convert_folder"]
 
@@ -98,13 +102,16 @@ def convert_folder(
     return output_dir
 
 
-def _vocabulary(tokenizer_file: Path, rows: int) -> list[str]:
+def _load_tokenizer(tokenizer_file: Path) -> Tokenizer:
     from tokenizers import Tokenizer
 
     try:
-        tokenizer = Tokenizer.from_file(str(tokenizer_file))
+        return Tokenizer.from_file(str(tokenizer_file))
     except Exception as err:  # tokenizers raises a plain Exception for malformed files
         raise CorruptModelError(f"tokenizer.json cannot be loaded: {err}") from err
+
+
+def _vocabulary(tokenizer: Tokenizer, rows: int) -> list[str]:
     by_id = {index: token for token, index in tokenizer.get_vocab(with_added_tokens=True).items()}
     size = max(by_id, default=-1) + 1
     if size > rows:
@@ -147,16 +154,19 @@ def _write_model(
     ctranslate2 = import_ctranslate2()
 
     config = checkpoint.config
+    family = family_of(config)
+    tokenizer = _load_tokenizer(checkpoint.tokenizer_file)
+    facts = family.pair_facts(config, tokenizer)  # before the weights: a refusal costs no reading
     raw = _read_tensors(checkpoint, progress)
     if checkpoint.pickled:  # a safetensors layout was checked from its headers; a pickle's only now
-        check_layout({name: array.shape for name, array in raw.items()}, config)
-    tensors = normalise_names(raw)
+        family.check_layout({name: array.shape for name, array in raw.items()}, config)
+    tensors = family.normalise_names(raw)
     del raw
-    head = extract_head(tensors, config)
-    for name in HEAD_TENSORS:
+    head = family.extract_head(tensors, config)
+    for name in family.HEAD_TENSORS:
         tensors.pop(name, None)
-    vocabulary = _vocabulary(checkpoint.tokenizer_file, config.vocab_size)
-    spec = build_encoder_spec(tensors, config, vocabulary)
+    vocabulary = _vocabulary(tokenizer, config.vocab_size)
+    spec = family.build_encoder_spec(tensors, config, vocabulary, facts)
     try:
         spec.validate()
         if progress:
@@ -185,7 +195,9 @@ def _write_model(
         embedding_rows=config.vocab_size,
         hidden_size=config.hidden_size,
         num_layers=config.num_layers,
-        special_tokens={"bos": 0, "pad": config.pad_token_id, "eos": 2, "unk": 3},
+        special_tokens=facts.special_tokens,
+        architecture=config.architecture,
+        pair_template=facts.pair_template,
         ctranslate2_version=ctranslate2.__version__,
         files=files,
         sha256=sha256,

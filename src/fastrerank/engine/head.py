@@ -1,7 +1,9 @@
-"""The XLM-R classification head, applied in numpy to the first token's hidden state.
+"""The classification head, applied in numpy to the first token's hidden state.
 
 ``XLMRobertaClassificationHead``: ``out_proj(tanh(dense(h[:, 0])))`` (dropout is inactive at
 inference). CTranslate2 drops it when converting, so fastrerank keeps it in ``head.safetensors``.
+BERT's pooler and classifier, ``classifier(tanh(pooler.dense(h[:, 0])))``, are the same function:
+conversion stores them under the same names (``fastrerank.conversion.bert``).
 """
 
 from __future__ import annotations

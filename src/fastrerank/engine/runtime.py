@@ -37,12 +37,15 @@ from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
 from .ct2_import import import_ctranslate2
 from .fork_gate import native_section
+from .pair_template import PairTemplate
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[int] | np.ndarray]
 
 __all__ = ["EncoderRuntime"]
 
+# Any ids the vocabulary holds (0-2 exist in every model's): the warm-up batch's result is unused,
+# and padding is masked out by the lengths whatever its id.
 BOS_ID, PAD_ID, EOS_ID = 0, 1, 2
 
 
@@ -122,7 +125,11 @@ if hasattr(os, "register_at_fork"):
 class EncoderRuntime:
     """One loaded ``ctranslate2.Encoder``; safe to call from many threads."""
 
-    def __init__(self, folder: Path, *, device: str, compute_type: str, threads: int) -> None:
+    def __init__(self, folder: Path, *, device: str, compute_type: str, threads: int,
+                 pair_template: PairTemplate | None = None) -> None:
+        # Only a template with token types (BERT's) is kept: it says where they change in a row.
+        # XLM-R rows go to CTranslate2 exactly as before, without token types (all 0).
+        self._token_types = pair_template if pair_template is not None and pair_template.uses_token_types else None
         self._folder = folder
         self._device = device
         self._compute_type = compute_type
@@ -183,8 +190,12 @@ class EncoderRuntime:
                 self._pid = os.getpid()
             self._in_flight += 1
             encoder = self._encoder
+        template = self._token_types
         try:
-            yield lambda rows: _first_token_states(encoder, rows)
+            if template is None:
+                yield lambda rows: _first_token_states(encoder, rows)
+            else:
+                yield lambda rows: _first_token_states(encoder, rows, template)
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -209,8 +220,11 @@ class EncoderRuntime:
             del encoder
 
 
-def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-untyped-def]
-    """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32."""
+def _first_token_states(encoder, rows: Rows, template: PairTemplate | None = None) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """Run one batch and return the first token's last hidden state of each row, ``[rows, hidden]`` float32.
+
+    With a ``template`` (one that uses token types: BERT's), they are passed for every row; otherwise none.
+    """
     if not rows or min(len(row) for row in rows) == 0:
         # CTranslate2 would end the process with SIGFPE on this input.
         raise InferenceError("refusing to run an empty batch or an empty row")
@@ -221,9 +235,12 @@ def _first_token_states(encoder, rows: Rows) -> np.ndarray:  # type: ignore[no-u
     for i, row in enumerate(rows):
         ids[i, : len(row)] = row
     lengths = np.fromiter((len(row) for row in rows), dtype=np.int32, count=len(rows))
+    inputs = (ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths))
+    # CTranslate2 takes token types as nested lists of the padded batch's shape (BERT only).
+    token_types = {} if template is None else {"token_type_ids": template.token_types(ids).tolist()}
     with native_section():
         try:
-            output = encoder.forward_batch(ctranslate2.StorageView.from_array(ids), ctranslate2.StorageView.from_array(lengths))
+            output = encoder.forward_batch(*inputs, **token_types)
         except (RuntimeError, ValueError) as err:
             raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
         states = output.last_hidden_state

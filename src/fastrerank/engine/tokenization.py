@@ -4,7 +4,10 @@ The tokenizer is configured once at load (no truncation, no padding, special-tok
 plain text) and never mutated, so one instance serves many threads. A query or document containing
 the text ``<pad>`` or ``</s>`` gets ordinary pieces for it, as SentencePiece itself gives, never
 a control id (a ``<pad>`` id inside a row would even make CTranslate2 number positions unlike
-transformers, which skips pad ids).
+transformers, which skips pad ids). A BERT WordPiece tokenizer needs only the added-token matcher
+turned off: its pre-tokenizer splits ``[CLS]`` into ``[``, ``cls``, ``]`` before the vocabulary is
+looked at, so ``[CLS]``, ``[SEP]``, ``[PAD]``, ``[MASK]`` and ``[UNK]`` in a text are plain text,
+as with transformers' ``split_special_tokens=True`` (tests/test_bert.py).
 
 Queries and documents longer than the window rule can use are cut *before* tokenizing: at one
 token per character, tokenizing a 10-million-character text costs gigabytes. A prefix of the text
@@ -17,7 +20,8 @@ without spaces), its first tokens are kept where the tokenization of a prefix lo
 ``_CHECK_MARGIN`` characters agrees (a Unigram segmentation depends on nothing that far ahead).
 The prefix grows until it holds enough tokens, but never past ``_MAX_CHARS_PER_TOKEN``
 characters a token: a text that makes fewer tokens than that (megabytes of characters the
-normalizer deletes) is scored on the tokens of its first characters.
+normalizer deletes; for BERT, words of over 100 characters, each of which WordPiece makes one
+``[UNK]``) is scored on the tokens of its first characters.
 Lone surrogates are replaced after the cut, and documents are tokenized a slice at a time into
 compact ``int32`` arrays, so memory does not grow with the text's length and grows by only a few
 bytes a token with the number of documents.
