@@ -342,6 +342,7 @@ def test_public_api_is_exactly_all() -> None:
     modules = {"api", "cli", "conversion", "engine", "errors", "hub", "loading", "model_format", "reranker", "results",
                "testing", "validation", "schemas", "server", "integrations", "tuning"}
     assert public - modules == set(fastrerank.__all__)
-    fresh = subprocess.run([sys.executable, "-c", "import fastrerank, sys; print('ctranslate2' in sys.modules, 'torch' in sys.modules)"],
+    heavy = ["ctranslate2", "torch", "langchain_core", "llama_index", "haystack"]
+    fresh = subprocess.run([sys.executable, "-c", f"import fastrerank, sys; print(*[m in sys.modules for m in {heavy!r}])"],
                            capture_output=True, text=True)
-    assert fresh.stdout.split() == ["False", "False"]
+    assert fresh.stdout.split() == ["False"] * len(heavy)

@@ -6,7 +6,7 @@
 Importing this package loads no model and imports neither CTranslate2 nor any optional extra.
 """
 
-from .api import clear_cache, convert, rank
+from .api import arank, clear_cache, convert, rank, score_pairs
 from .errors import (
     ConversionError,
     CorruptModelError,
@@ -46,9 +46,11 @@ __all__ = [
     "Reranker",
     "SchemaError",
     "UnsupportedModelError",
+    "arank",
     "clear_cache",
     "convert",
     "rank",
+    "score_pairs",
     "tune_process",
     "verify",
 ]

@@ -1,4 +1,4 @@
-"""The module-level API: ``convert()`` and ``rank()`` with its one process-wide reranker cache.
+"""The module-level API: ``convert()``, and ``rank()`` / ``arank()`` / ``score_pairs()`` with their one process-wide reranker cache.
 
 ``rank()`` keeps one :class:`Reranker` per (model, options) for the life of the process, created
 on first use, so that many threads can call it and the model is loaded once. This cache is the
@@ -12,10 +12,14 @@ another thread was loading a model loads it again itself instead of waiting fore
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
 
 from . import hub
 from .conversion import check_output, convert_folder
@@ -25,7 +29,9 @@ from .reranker import DEFAULT_MODEL, Reranker
 from .results import Ranking
 from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
-__all__ = ["clear_cache", "convert", "rank"]
+__all__ = ["arank", "clear_cache", "convert", "rank", "score_pairs", "with_cached_reranker"]
+
+T = TypeVar("T")
 
 _Key = tuple[object, ...]
 _cache: dict[_Key, Reranker] = {}
@@ -99,11 +105,82 @@ def rank(
         >>> rank("capital of France", ["Berlin", "Paris"], top_n=1)[0].index  # doctest: +SKIP
         1
     """
+    return with_cached_reranker(
+        lambda reranker: reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                                       return_documents=return_documents, raw=raw),
+        model=model, device=device, compute_type=compute_type, max_length=max_length,
+    )
+
+
+async def arank(
+    query: str,
+    docs: Sequence[str],
+    top_n: int | None = None,
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    device: str = "auto",
+    compute_type: str = "default",
+    max_length: int | None = None,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+    return_documents: bool = False,
+    raw: bool = False,
+) -> Ranking:
+    """:func:`rank` as a coroutine that never blocks the event loop: loading and ranking run in a worker thread.
+
+    Example:
+        >>> ranking = await fastrerank.arank("capital of France", ["Berlin", "Paris"])  # doctest: +SKIP
+    """
+    return await asyncio.to_thread(rank, query, docs, top_n, model=model, device=device, compute_type=compute_type,
+                                   max_length=max_length, overlap_tokens=overlap_tokens,
+                                   max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents, raw=raw)
+
+
+def score_pairs(
+    pairs: Sequence[Sequence[str]],
+    *,
+    model: str | os.PathLike[str] = DEFAULT_MODEL,
+    device: str = "auto",
+    compute_type: str = "default",
+    max_length: int | None = None,
+    overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+    max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+    raw: bool = False,
+) -> np.ndarray:
+    """Scores of many ``(query, document)`` pairs with the process-wide :class:`Reranker` for ``model``.
+
+    See :meth:`Reranker.score_pairs`; the model is shared with :func:`rank` as for :func:`rank`.
+
+    Example:
+        >>> from fastrerank import score_pairs
+        >>> score_pairs([("capital of France", "Paris"), ("largest ocean", "Berlin")])  # doctest: +SKIP
+        array([0.981, 0.002])
+    """
+    return with_cached_reranker(
+        lambda reranker: reranker.score_pairs(pairs, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                                              raw=raw),
+        model=model, device=device, compute_type=compute_type, max_length=max_length,
+    )
+
+
+def with_cached_reranker(
+    call: Callable[[Reranker], T],
+    *,
+    model: str | os.PathLike[str],
+    device: str,
+    compute_type: str,
+    max_length: int | None,
+) -> T:
+    """``call(reranker)`` with the process-wide :class:`Reranker` for these options, loaded on first use.
+
+    What :func:`rank` and :func:`score_pairs` use, and the framework integrations with them, so
+    that every part of a process shares one model. A reranker that :func:`clear_cache` closes
+    between the lookup and the call is looked up again, which loads the model afresh.
+    """
     while True:
         reranker = _default_reranker(model, device, compute_type, max_length)
         try:
-            return reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens,
-                                 max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents, raw=raw)
+            return call(reranker)
         except ModelClosedError:
             # clear_cache() closed it between the lookup and the call (a call it had seen start
             # would have finished first): the next lookup loads the model again.

@@ -1,7 +1,12 @@
-"""``Reranker``: validate -> tokenize -> chunk -> batch -> run -> max-pool -> ranking."""
+"""``Reranker``: validate -> tokenize -> chunk -> batch -> run -> max-pool -> ranking.
+
+One pipeline serves :meth:`Reranker.rank`, :meth:`Reranker.score` and :meth:`Reranker.score_pairs`:
+it scores documents against one or many queries, batching every window of every document together.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -13,7 +18,7 @@ import numpy as np
 from . import model_format
 from .conversion import QUANTIZATIONS
 from .engine.batching import plan_batches
-from .engine.chunking import chunk_spans, plan_windows
+from .engine.chunking import WindowPlan, chunk_spans, plan_windows
 from .engine.ct2_import import import_ctranslate2
 from .engine.head import ClassificationHead, sigmoid
 from .engine.pair_template import PairTemplate
@@ -28,6 +33,7 @@ from .validation import (
     RankOptions,
     check_documents,
     check_int,
+    check_pairs,
     check_query,
     check_rank_options,
 )
@@ -157,7 +163,8 @@ class Reranker:
         options = check_rank_options(top_n=top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                      return_documents=return_documents, raw=raw)
         documents = check_documents(docs)
-        scores, tokens, truncated = self._score(check_query(query), documents, options, progress)
+        scores, tokens, truncated = self._score([check_query(query)], documents, _single_query(len(documents)), options,
+                                                progress, _RANK_NAMES)
         order = np.argsort(-scores, kind="stable")[: options.top_n]
         results = tuple(
             RankedDocument(int(i), float(scores[i]), documents[i] if options.return_documents else None) for i in order
@@ -177,42 +184,133 @@ class Reranker:
         """Per-document scores in input order, as a float64 array (``raw=True``: max logits)."""
         options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                      return_documents=False, raw=raw)
-        return self._score(check_query(query), check_documents(docs), options, progress)[0]
+        query = check_query(query)
+        documents = check_documents(docs)
+        return self._score([query], documents, _single_query(len(documents)), options, progress, _RANK_NAMES)[0]
+
+    def score_pairs(
+        self,
+        pairs: Sequence[Sequence[str]],
+        *,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """Scores of many ``(query, document)`` pairs, in input order, as a float64 array.
+
+        Pairs may have different queries. Each pair is scored as :meth:`score` scores it (the
+        same windows, the best window's score), but the windows of all the pairs are
+        length-sorted and batched together: the fast path for evaluation and batch jobs, where
+        calling :meth:`rank` once per query would run many small, half-empty batches.
+        ``progress`` is called as for :meth:`rank`.
+
+        Example:
+            >>> reranker.score_pairs([("capital of France", "Paris"), ("largest ocean", "the Pacific")])  # doctest: +SKIP
+            array([0.981, 0.975])
+        """
+        options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+                                     return_documents=False, raw=raw)
+        checked = check_pairs(pairs)
+        return self._score(checked.queries, checked.documents, checked.query_of, options, progress,
+                           _Names(checked.first_pair))[0]
+
+    async def arank(
+        self,
+        query: str,
+        docs: Sequence[str],
+        top_n: int | None = None,
+        *,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+        return_documents: bool = False,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> Ranking:
+        """:meth:`rank` as a coroutine that never blocks the event loop: it runs in a worker thread.
+
+        The thread is the loop's default executor (``asyncio.to_thread``); ``progress`` is called
+        there. Cancelling the awaiting task does not stop the ranking already running, which
+        finishes in its thread (as :meth:`close` waits for it) and is discarded.
+
+        Example:
+            >>> ranking = await reranker.arank("capital of France", ["Paris", "Berlin"])  # doctest: +SKIP
+        """
+        return await asyncio.to_thread(self.rank, query, docs, top_n, overlap_tokens=overlap_tokens,
+                                       max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents,
+                                       raw=raw, progress=progress)
+
+    async def ascore(
+        self,
+        query: str,
+        docs: Sequence[str],
+        *,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """:meth:`score` in a worker thread, as :meth:`arank` runs :meth:`rank`."""
+        return await asyncio.to_thread(self.score, query, docs, overlap_tokens=overlap_tokens,
+                                       max_chunks_per_doc=max_chunks_per_doc, raw=raw, progress=progress)
+
+    async def ascore_pairs(
+        self,
+        pairs: Sequence[Sequence[str]],
+        *,
+        overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
+        max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
+        raw: bool = False,
+        progress: ProgressCallback | None = None,
+    ) -> np.ndarray:
+        """:meth:`score_pairs` in a worker thread, as :meth:`arank` runs :meth:`rank`."""
+        return await asyncio.to_thread(self.score_pairs, pairs, overlap_tokens=overlap_tokens,
+                                       max_chunks_per_doc=max_chunks_per_doc, raw=raw, progress=progress)
 
     def _score(
-        self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None
+        self, queries: list[str], docs: list[str], query_of: np.ndarray, options: RankOptions,
+        progress: ProgressCallback | None, names: _Names,
     ) -> tuple[np.ndarray, int, bool]:
         # The whole call counts as one: close() waits for it to finish, never cuts it between batches.
         with self._runtime.call() as run_batch:
-            return self._score_open(query, docs, options, progress, run_batch)
+            return self._score_open(queries, docs, query_of, options, progress, names, run_batch)
 
     def _score_open(
-        self, query: str, docs: list[str], options: RankOptions, progress: ProgressCallback | None,
-        run_batch: Callable[[list[np.ndarray]], np.ndarray],
+        self, queries: list[str], docs: list[str], query_of: np.ndarray, options: RankOptions,
+        progress: ProgressCallback | None, names: _Names, run_batch: Callable[[list[np.ndarray]], np.ndarray],
     ) -> tuple[np.ndarray, int, bool]:
+        """Score ``docs[i]`` against ``queries[query_of[i]]``: one pipeline for rank, score and score_pairs.
+
+        Every window of every document is length-sorted and batched together whatever its query;
+        each document's score is the maximum over its own windows.
+        """
         query_limit = self.max_length * 3 // 4
         # Cut before tokenizing, like documents; one token past the limit tells whether it was cut.
-        (query_ids,) = self._text.encode_many([query], max_tokens=query_limit + 1)
-        if not len(query_ids):
-            raise InvalidInputError(f"query produced no tokens: {describe_value(query)}")
-        truncated = len(query_ids) > query_limit
-        if truncated:
-            logger.warning("query of over %d tokens cut to %d (max_length * 3 // 4)", query_limit, query_limit)
-            query_ids = query_ids[:query_limit]
+        query_ids = self._text.encode_many(queries, max_tokens=query_limit + 1)
+        cut = 0
+        for index, (query, ids) in enumerate(zip(queries, query_ids)):
+            if not len(ids):
+                raise InvalidInputError(f"{names.query(index)} produced no tokens: {describe_value(query)}")
+            if len(ids) > query_limit:
+                cut += 1
+                query_ids[index] = ids[:query_limit]
+        if cut:
+            logger.warning("%s of over %d tokens cut to %d (max_length * 3 // 4)",
+                           "query" if cut == 1 else f"{cut} queries", query_limit, query_limit)
         if not docs:
-            return np.empty(0, dtype=np.float64), 0, truncated
-        plan = plan_windows(self.max_length, len(query_ids), options.overlap_tokens, options.max_chunks_per_doc,
-                            specials_per_pair=self._pairs.specials_per_pair)
-        doc_ids = self._text.encode_many(docs, max_tokens=plan.max_document_tokens)
+            return np.empty(0, dtype=np.float64), 0, cut > 0
+        plans = [self._plan(len(ids), options, names, index) for index, ids in enumerate(query_ids)]
+        doc_ids = self._encode_documents(docs, query_of, plans)
 
-        prefix = self._pairs.prefix(query_ids)
+        prefixes = [self._pairs.prefix(ids) for ids in query_ids]
         suffix = self._pairs.suffix
         # Rows are kept as the bytes of int32 arrays (4 bytes a token, whatever the number of
-        # documents); identical windows are run once.
+        # documents); identical windows (same query, same text) are run once.
         unique_rows: dict[bytes, int] = {}
         chunk_doc, chunk_row = [], []
-        for doc_index, ids in enumerate(doc_ids):
-            for start, end in chunk_spans(len(ids), plan):
+        for doc_index, (query_index, ids) in enumerate(zip(query_of.tolist(), doc_ids)):
+            prefix = prefixes[query_index]
+            for start, end in chunk_spans(len(ids), plans[query_index]):
                 row = np.concatenate((prefix, ids[start:end], suffix)).tobytes()
                 chunk_doc.append(doc_index)
                 chunk_row.append(unique_rows.setdefault(row, len(unique_rows)))
@@ -236,13 +334,37 @@ class Reranker:
         if not finite.all():
             bad = chunk_doc[int(np.flatnonzero(~finite)[0])]
             raise InferenceError(
-                f"the model produced a non-finite score for docs[{bad}] (compute_type={self.compute_type}); "
+                f"the model produced a non-finite score for {names.item(bad)} (compute_type={self.compute_type}); "
                 "try compute_type='float32'"
             )
         best = np.full(len(docs), -np.inf)
         np.maximum.at(best, np.asarray(chunk_doc), chunk_logits)
         tokens = sum(lengths)
-        return (best if options.raw else sigmoid(best)), tokens, truncated
+        return (best if options.raw else sigmoid(best)), tokens, cut > 0
+
+    def _plan(self, query_tokens: int, options: RankOptions, names: _Names, query_index: int) -> WindowPlan:
+        try:
+            return plan_windows(self.max_length, query_tokens, options.overlap_tokens, options.max_chunks_per_doc,
+                                specials_per_pair=self._pairs.specials_per_pair)
+        except InvalidInputError as err:
+            if names.pairs is None:
+                raise
+            raise InvalidInputError(f"{names.query(query_index)}: {err}") from err
+
+    def _encode_documents(self, docs: list[str], query_of: np.ndarray, plans: list[WindowPlan]) -> list[np.ndarray]:
+        """Token ids of each document, cut to what its own query's windows can cover.
+
+        Documents are tokenized in one call per distinct limit (one for rank), never to a longer
+        limit than their own: a text cut before tokenizing may end in different pieces.
+        """
+        by_limit: dict[int, list[int]] = {}
+        for doc_index, query_index in enumerate(query_of.tolist()):
+            by_limit.setdefault(plans[query_index].max_document_tokens, []).append(doc_index)
+        doc_ids: list[np.ndarray] = [_NO_IDS] * len(docs)
+        for limit, members in by_limit.items():
+            for doc_index, ids in zip(members, self._text.encode_many([docs[i] for i in members], max_tokens=limit)):
+                doc_ids[doc_index] = ids
+        return doc_ids
 
     def close(self) -> None:
         """Release the model after the calls in flight finish; later calls raise ``ModelClosedError``. Idempotent."""
@@ -265,6 +387,28 @@ class Reranker:
 
     def __repr__(self) -> str:
         return f"Reranker({str(self.model_path)!r}, device={self.device!r}, max_length={self.max_length})"
+
+
+class _Names:
+    """How errors name what is scored: ``query`` and ``docs[i]`` for rank and score, ``pairs[i]`` for score_pairs."""
+
+    def __init__(self, first_pair: Sequence[int] | None) -> None:
+        self.pairs = first_pair  # for each distinct query, the first pair that has it
+
+    def query(self, query_index: int) -> str:
+        return "query" if self.pairs is None else f"pairs[{self.pairs[query_index]}][0]"
+
+    def item(self, index: int) -> str:
+        return f"docs[{index}]" if self.pairs is None else f"pairs[{index}]"
+
+
+_RANK_NAMES = _Names(None)
+_NO_IDS = np.zeros(0, dtype=np.int32)
+
+
+def _single_query(count: int) -> np.ndarray:
+    """``query_of`` for documents that all share query 0."""
+    return np.zeros(count, dtype=np.intp)
 
 
 def _load_reranker(model: str, options: dict[str, object]) -> Reranker:

@@ -1,4 +1,4 @@
-"""Check ``rank()`` / ``score()`` arguments once, at the boundary, into an immutable options object.
+"""Check ``rank()`` / ``score()`` / ``score_pairs()`` arguments once, at the boundary, into an immutable options object.
 
 Every message names the parameter, the value (cut to 80 characters) and what was expected.
 """
@@ -9,14 +9,18 @@ import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from .errors import InvalidInputError, InvalidTypeError, describe_value
 
 __all__ = [
     "DEFAULT_MAX_CHUNKS_PER_DOC",
     "DEFAULT_OVERLAP_TOKENS",
     "MAX_OVERLAP_TOKENS",
+    "CheckedPairs",
     "RankOptions",
     "check_documents",
+    "check_pairs",
     "check_query",
     "check_rank_options",
 ]
@@ -82,6 +86,56 @@ def check_documents(docs: object) -> list[str]:
         if not isinstance(doc, str):
             raise InvalidTypeError(f"docs[{index}] must be str, got {type(doc).__name__}")
     return documents
+
+
+@dataclass(frozen=True)
+class CheckedPairs:
+    """``score_pairs`` input, checked: each distinct query once, and which query each document goes with."""
+
+    queries: list[str]  # distinct queries, in order of first appearance
+    documents: list[str]  # one per pair
+    query_of: np.ndarray  # for each pair, the index of its query in ``queries``
+    first_pair: list[int]  # for each distinct query, the first pair that has it (for error messages)
+
+
+def _is_sequence(value: object) -> bool:
+    """A list, tuple or other sized, indexable collection (a numpy array); never a string or a mapping."""
+    if isinstance(value, (str, bytes, bytearray, Mapping)):
+        return False
+    return isinstance(value, Sequence) or (hasattr(value, "__len__") and hasattr(value, "__getitem__"))
+
+
+def check_pairs(pairs: object) -> CheckedPairs:
+    """A sequence of ``(query, document)`` sequences of two ``str``; every query as :func:`check_query` wants it.
+
+    Accepts lists of tuples or lists, tuples, and a 2-column numpy array of strings.
+    """
+    if not _is_sequence(pairs) or getattr(pairs, "ndim", 1) not in (1, 2):
+        raise InvalidTypeError(f"pairs must be a sequence of (query, document) pairs, got {type(pairs).__name__}")
+    queries: dict[str, int] = {}
+    documents: list[str] = []
+    query_of: list[int] = []
+    first_pair: list[int] = []
+    for index, pair in enumerate(list(pairs)):  # type: ignore[call-overload]
+        if not _is_sequence(pair) or getattr(pair, "ndim", 1) != 1:
+            raise InvalidTypeError(f"pairs[{index}] must be a (query, document) pair, got {type(pair).__name__}")
+        if len(pair) != 2:
+            raise InvalidInputError(f"pairs[{index}] must hold 2 items (query, document), got {len(pair)}")
+        query, document = pair[0], pair[1]
+        for position, (text, what) in enumerate(((query, "the query"), (document, "the document"))):
+            if not isinstance(text, str):
+                raise InvalidTypeError(f"pairs[{index}][{position}] ({what}) must be str, got {type(text).__name__}")
+        try:
+            check_query(query)
+        except (InvalidInputError, InvalidTypeError) as err:
+            raise type(err)(f"pairs[{index}][0] (the query): {err}") from err
+        if query not in queries:
+            queries[query] = len(queries)
+            first_pair.append(index)
+        query_of.append(queries[query])
+        documents.append(document)
+    return CheckedPairs(queries=list(queries), documents=documents, query_of=np.asarray(query_of, dtype=np.intp),
+                        first_pair=first_pair)
 
 
 def check_rank_options(
