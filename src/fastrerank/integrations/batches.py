@@ -56,7 +56,8 @@ def column_values(batch: Batch, name: str) -> list[Any]:
 def add_column(batch: Batch, name: str, values: np.ndarray | Sequence[np.ndarray]) -> Batch:
     """A new batch of the same shape with column ``name`` appended; ``batch`` is left untouched.
 
-    ``values`` is a float64 array (one score per row) or a list of float64 arrays (one list per row).
+    ``values`` is a 1-D array (one value per row: float64 scores, or strings) or a list of
+    float64 arrays (one list per row).
     """
     kind = _kind(batch)
     nested = not isinstance(values, np.ndarray)
@@ -70,8 +71,8 @@ def add_column(batch: Batch, name: str, values: np.ndarray | Sequence[np.ndarray
         return batch.assign(**{name: list(values) if nested else values})
     import pyarrow as pa
 
-    if nested:
-        array = pa.array([row.tolist() for row in values], type=pa.list_(pa.float64()))
+    if isinstance(values, np.ndarray):
+        array = pa.array(values, type=pa.float64() if values.dtype.kind == "f" else None)
     else:
-        array = pa.array(values, type=pa.float64())
+        array = pa.array([row.tolist() for row in values], type=pa.list_(pa.float64()))
     return batch.append_column(name, array)

@@ -7,20 +7,24 @@ padded model batch can move the last bits). :func:`top_n_per_query` then keeps t
 best ``n`` rows of each query, with a ``rank`` column::
 
     import ray
-    from fastrerank.integrations.ray import RerankScorer, top_n_per_query
+    from fastrerank.integrations.ray import (RerankScorer, actor_pool_size, spread_over_actors, top_n_per_query,
+                                             write_parquet_replacing)
 
-    pairs = ray.data.read_parquet("pairs.parquet")  # query_id, query, doc_id, document
+    actors = actor_pool_size(num_cpus=2)  # as many as fit: actors x num_cpus <= CPUs - 1, or the job stalls
+    pairs = spread_over_actors(ray.data.read_parquet("/jobs/pairs.parquet"), actors)  # query_id, query, doc_id, document
     scored = pairs.map_batches(
         RerankScorer,
         fn_constructor_kwargs={"model": "/shared/models/bge-reranker-v2-m3-int8", "max_length": 512},
         batch_format="pyarrow", batch_size=1024, num_cpus=2,
-        compute=ray.data.ActorPoolStrategy(size=4),
+        compute=ray.data.ActorPoolStrategy(size=actors),
     )
-    top_n_per_query(scored, 10).write_parquet("ranked/")
+    write_parquet_replacing(top_n_per_query(scored, 10), "/jobs/ranked")  # a re-run replaces ranked/
 
 The model folder is converted once (``fastrerank convert``) and read by every actor; an actor
-never converts. Requires the extra ``pip install 'fastrerank[ray]'``; this module imports Ray only
-when :func:`top_n_per_query` runs, and ``import fastrerank`` never imports it.
+never converts. :func:`actor_pool_size` and :func:`spread_over_actors` come from ray_pool.py,
+:func:`write_parquet_replacing` from parquet_output.py. Requires the extra
+``pip install 'fastrerank[ray]'``; this module imports Ray only when a function that needs it
+runs, and ``import fastrerank`` never imports it.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +47,7 @@ if TYPE_CHECKING:
     import pyarrow
     from ray.data import Dataset
 
-__all__ = ["RerankScorer", "top_n_per_query"]
+__all__ = ["RerankScorer", "actor_pool_size", "spread_over_actors", "top_n_per_query", "write_parquet_replacing"]
 
 INSTALL_HINT = "pip install 'fastrerank[ray]'"
 
@@ -59,6 +64,10 @@ if _absent:
     raise MissingDependencyError(
         f"fastrerank.integrations.ray needs {' and '.join(_absent)}, which is not installed: {INSTALL_HINT}"
     )
+
+
+from .parquet_output import write_parquet_replacing  # noqa: E402  (after the dependency check)
+from .ray_pool import actor_pool_size, spread_over_actors  # noqa: E402
 
 
 class RerankScorer:
@@ -81,6 +90,8 @@ class RerankScorer:
             cache on first load, so convert once instead.
         query_column, document_column, candidates_column, score_column: column names.
         id_columns: columns that name a row in error messages; by default ``id`` and ``*_id``.
+        worker_column: when given, a column that records which actor scored each row, as
+            ``host:pid`` of its process: to check that the work is spread. None (default) adds nothing.
         device, compute_type, max_length, batch_tokens: as for :class:`~fastrerank.Reranker`.
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
             (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
@@ -106,6 +117,7 @@ class RerankScorer:
         candidates_column: str | None = None,
         score_column: str = "score",
         id_columns: Sequence[str] | None = None,
+        worker_column: str | None = None,
         device: str = "auto",
         compute_type: str = "default",
         max_length: int | None = None,
@@ -124,6 +136,9 @@ class RerankScorer:
         self.score_column = _check_name("score_column", score_column)
         if self.score_column in (self.query_column, self.documents_column):
             raise InvalidInputError(f"score_column {score_column!r} must differ from the query and document columns")
+        self.worker_column = None if worker_column is None else _check_name("worker_column", worker_column)
+        if self.worker_column in (self.query_column, self.documents_column, self.score_column):
+            raise InvalidInputError(f"worker_column {worker_column!r} must differ from the query, document and score columns")
         if isinstance(id_columns, str):
             raise InvalidTypeError(f"id_columns must be a list of column names, got str {id_columns!r}; pass [{id_columns!r}]")
         self.id_columns = None if id_columns is None else tuple(_check_name("id_columns[]", name) for name in id_columns)
@@ -140,14 +155,19 @@ class RerankScorer:
                 raise InvalidInputError(
                     f"the batch has no column {name!r} ({label}); its columns are {', '.join(map(repr, names))}"
                 )
-        if self.score_column in names:
-            raise InvalidInputError(f"the batch already has a column {self.score_column!r}; pass another score_column")
+        for label, added in (("score_column", self.score_column), ("worker_column", self.worker_column)):
+            if added in names:
+                raise InvalidInputError(f"the batch already has a column {added!r}; pass another {label}")
         queries = column_values(batch, self.query_column)
         documents = column_values(batch, self.documents_column)
         scores = self._score_rows(queries, documents, _RowNamer(batch, names, self.id_columns))
         if self.candidates:
-            return add_column(batch, self.score_column, scores)
-        return add_column(batch, self.score_column, np.array([row[0] for row in scores], dtype=np.float64))
+            out = add_column(batch, self.score_column, scores)
+        else:
+            out = add_column(batch, self.score_column, np.array([row[0] for row in scores], dtype=np.float64))
+        if self.worker_column is None:
+            return out
+        return add_column(out, self.worker_column, np.full(len(queries), f"{socket.gethostname()}:{os.getpid()}"))
 
     def _score_rows(self, queries: list[Any], documents: list[Any], name_row: _RowNamer) -> list[np.ndarray]:
         """One score array per row; rows sharing a query are scored in one call."""
