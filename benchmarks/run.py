@@ -40,9 +40,8 @@ def systems(mimalloc: str | None) -> list[System]:
     """The compared systems, then the tuning variants of fastrerank int8 (its defaults changed one at a time).
 
     ``fastrerank-int8`` runs with the library's defaults: the host process left alone (glibc's
-    malloc as it is; CTranslate2's buffers from mimalloc behind MKL's allocation hooks when
-    ``cmeel-mimalloc`` is installed), CTranslate2's AVX-512 kernels on a CPU that has them (chosen
-    while the model loads), and 1024 padded tokens per batch on the CPU.
+    malloc as it is), CTranslate2's AVX-512 kernels on a CPU that has them (chosen while the model
+    loads), and 1024 padded tokens per batch on the CPU.
     """
     found = [
         System("torch-fp32", "peers"),
@@ -55,10 +54,7 @@ def systems(mimalloc: str | None) -> list[System]:
         System("fastrerank-float32", "fastrerank"),
         # Tuning variants: what each default is worth (W1; README "Performance on CPU").
         # 0.1.0's defaults: glibc's malloc for CTranslate2, retuned for the whole process with mallopt.
-        System("fastrerank-int8+tuned", "fastrerank", ("W1", "W2"), {"BENCH_TUNE_PROCESS": "1", "BENCH_IMPORT_CT2_FIRST": "1"},
-               "tuning"),
-        # glibc's malloc as it is for CTranslate2 too (what a host that imported ctranslate2 first gets).
-        System("fastrerank-int8+system-malloc", "fastrerank", ("W1", "W2"), {"BENCH_IMPORT_CT2_FIRST": "1"}, "tuning"),
+        System("fastrerank-int8+tuned", "fastrerank", ("W1", "W2"), {"BENCH_TUNE_PROCESS": "1"}, "tuning"),
         System("fastrerank-int8+nommap", "fastrerank", ("W1", "W2"),
                {**GLIBC_ENV, "MALLOC_MMAP_MAX_": "0", "CT2_FORCE_CPU_ISA": "AVX512"}, "tuning"),
         System("fastrerank-int8+avx2", "fastrerank", ("W1",), {"CT2_FORCE_CPU_ISA": "AVX2"}, "tuning"),

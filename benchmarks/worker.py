@@ -32,8 +32,6 @@ BATCH_TOKENS = int(os.environ["BENCH_BATCH_TOKENS"]) if os.environ.get("BENCH_BA
 def fastrerank_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
                       batch_tokens: int | None = BATCH_TOKENS) -> Scorer:
     """``fastrerank.Reranker.rank`` end to end; the int8 folder for the int8 compute types, else the type's own."""
-    if os.environ.get("BENCH_IMPORT_CT2_FIRST") == "1":
-        import ctranslate2  # noqa: F401  imported before fastrerank: CTranslate2 keeps glibc's malloc
     import fastrerank
 
     if os.environ.get("BENCH_TUNE_PROCESS") == "1":  # the opt-in for a process that is yours

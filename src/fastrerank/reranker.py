@@ -19,7 +19,6 @@ from . import model_format
 from .conversion import QUANTIZATIONS
 from .engine.batching import plan_batches
 from .engine.chunking import WindowPlan, chunk_spans, plan_windows
-from .engine.ct2_import import import_ctranslate2
 from .engine.head import ClassificationHead, sigmoid
 from .engine.pair_template import PairTemplate
 from .engine.runtime import EncoderRuntime
@@ -430,7 +429,7 @@ def _resolve_device(device: object) -> str:
         raise InvalidInputError(f"{describe_value(device)} is not a valid device (accepted: {', '.join(DEVICES)})")
     if device == "cpu":
         return device
-    ctranslate2 = import_ctranslate2()
+    import ctranslate2
 
     has_cuda = ctranslate2.get_cuda_device_count() > 0
     if device == "auto":
@@ -451,7 +450,7 @@ def _check_compute_type(compute_type: str, device: str) -> None:
         )
     if compute_type in ("default", "auto"):
         return
-    ctranslate2 = import_ctranslate2()
+    import ctranslate2
 
     supported = ctranslate2.get_supported_compute_types(device)
     if compute_type not in supported:

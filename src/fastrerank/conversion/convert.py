@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import model_format
-from ..engine.ct2_import import import_ctranslate2
 from ..errors import (
     ConversionError,
     CorruptModelError,
@@ -151,7 +150,7 @@ def _write_model(
     source_revision: str | None,
     progress: bool | None,
 ) -> None:
-    ctranslate2 = import_ctranslate2()
+    import ctranslate2
 
     config = checkpoint.config
     family = family_of(config)

@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from ..engine.ct2_import import import_ctranslate2
 from ..errors import ConversionError, UnsupportedModelError
 from .config import ACTIVATIONS, ModelConfig
 
@@ -45,7 +44,6 @@ def fill_encoder_spec(  # type: ignore[no-untyped-def]
     ``positions`` is the position table as CTranslate2 indexes it (row 0 for the first token);
     ``token_types`` the token-type table; ``vocabulary`` lists one token per embedding row.
     """
-    import_ctranslate2()  # first, so that CTranslate2 gets its own allocator (engine.ct2_import)
     from ctranslate2.specs import common_spec, transformer_spec
 
     if config.hidden_act not in ACTIVATIONS:

@@ -35,7 +35,6 @@ import numpy as np
 
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
-from .ct2_import import import_ctranslate2
 from .fork_gate import native_section
 from .pair_template import PairTemplate
 
@@ -148,7 +147,7 @@ class EncoderRuntime:
         return str(self._encoder.compute_type)
 
     def _load(self):  # type: ignore[no-untyped-def]
-        ctranslate2 = import_ctranslate2()
+        import ctranslate2
 
         def build():  # type: ignore[no-untyped-def]
             with cpu_isa_for_load() if self._device == "cpu" else nullcontext():
@@ -228,7 +227,7 @@ def _first_token_states(encoder, rows: Rows, template: PairTemplate | None = Non
     if not rows or min(len(row) for row in rows) == 0:
         # CTranslate2 would end the process with SIGFPE on this input.
         raise InferenceError("refusing to run an empty batch or an empty row")
-    ctranslate2 = import_ctranslate2()
+    import ctranslate2
 
     width = max(len(row) for row in rows)
     ids = np.full((len(rows), width), PAD_ID, dtype=np.int32)
