@@ -119,6 +119,25 @@ def test_scores_equal_reranker_score_in_every_batch_format(converted, tiny_reran
     assert "score" not in _frame(batch).columns  # the caller's batch is untouched
 
 
+def test_a_batch_is_scored_in_one_score_pairs_call(converted, tiny_reranker, pairs_frame, monkeypatch):  # type: ignore[no-untyped-def]
+    scorer = RerankScorer(converted("tiny"), threads=1)
+    calls: list[int] = []
+    real = scorer.reranker.score_pairs
+
+    def counting(pairs, **options):  # type: ignore[no-untyped-def]
+        calls.append(len(pairs))
+        return real(pairs, **options)
+
+    def per_query(*args, **options):  # type: ignore[no-untyped-def]
+        raise AssertionError("a batch without bad rows is scored per query")
+
+    monkeypatch.setattr(scorer.reranker, "score_pairs", counting)
+    monkeypatch.setattr(scorer.reranker, "score", per_query)
+    scores = _frame(scorer(pairs_frame))["score"].to_numpy(dtype=np.float64)
+    assert calls == [len(pairs_frame)]  # every pair of every query in one call
+    np.testing.assert_allclose(scores, _expected(tiny_reranker, pairs_frame), rtol=0, atol=1e-6)
+
+
 def test_scores_do_not_depend_on_batching(converted, pairs_frame):  # type: ignore[no-untyped-def]
     scorer = RerankScorer(converted("tiny"), threads=1)
     whole = scorer(pairs_frame)["score"].to_numpy()

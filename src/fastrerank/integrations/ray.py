@@ -170,9 +170,10 @@ class RerankScorer:
         return add_column(out, self.worker_column, np.full(len(queries), f"{socket.gethostname()}:{os.getpid()}"))
 
     def _score_rows(self, queries: list[Any], documents: list[Any], name_row: _RowNamer) -> list[np.ndarray]:
-        """One score array per row; rows sharing a query are scored in one call."""
+        """One score array per row: every (query, document) pair of the batch in one ``score_pairs`` call."""
         groups: dict[str, tuple[int, list[int], list[str]]] = {}  # query -> (its first row, each doc's row, docs)
         row_docs: list[list[str]] = []
+        pairs: list[tuple[str, str]] = []
         for row, (query, docs) in enumerate(zip(queries, documents)):
             query = _check_text(query, name_row, row, self.query_column, query=True)
             docs = self._row_documents(docs, name_row, row)
@@ -180,6 +181,15 @@ class RerankScorer:
             rows.extend([row] * len(docs))
             texts.extend(docs)
             row_docs.append(docs)
+            pairs.extend((query, doc) for doc in docs)
+        try:
+            flat = self.reranker.score_pairs(pairs, overlap_tokens=self._options.overlap_tokens,
+                                             max_chunks_per_doc=self._options.max_chunks_per_doc, raw=self._options.raw)
+        except (InvalidInputError, InferenceError):
+            flat = None  # scored again one query at a time below, so that the error names its row
+        if flat is not None:
+            bounds = np.cumsum([0, *(len(docs) for docs in row_docs)])
+            return [flat[start:end] for start, end in zip(bounds[:-1], bounds[1:])]
 
         out = [np.empty(len(docs), dtype=np.float64) for docs in row_docs]
         filled = [0] * len(row_docs)
