@@ -21,7 +21,7 @@ import numpy as np
 from safetensors.numpy import save_file
 from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
-from .testing import ModelShape, make_corpus
+from .testing import ModelShape, make_corpus, normal_weights, random_encoder_weights
 
 __all__ = ["BERT_SPECIAL_TOKENS", "make_bert_reranker_folder", "make_wordpiece_tokenizer"]
 
@@ -85,38 +85,13 @@ def make_wordpiece_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Tokenizer
 
 def _random_bert_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(seed)
-    hidden, inter = shape.hidden_size, shape.intermediate_size
-
-    def normal(*dims: int, std: float) -> np.ndarray:
-        return (rng.standard_normal(dims, dtype=np.float32) * np.float32(std)).astype(np.float32)
-
-    # The spreads of the XLM-R fixture (fastrerank.testing): peaked attention, so that scores differ.
+    hidden = shape.hidden_size
+    # The spreads of the XLM-R fixture, with BERT's two token types and its pooler + classifier.
+    tensors = random_encoder_weights(shape, rng, prefix="bert.", token_types=2, token_type_std=0.5)
     proj_std = 1.0 / np.sqrt(hidden)
-    tensors: dict[str, np.ndarray] = {
-        "bert.embeddings.word_embeddings.weight": normal(shape.rows, hidden, std=1.0),
-        "bert.embeddings.position_embeddings.weight": normal(shape.max_position_embeddings, hidden, std=0.3),
-        "bert.embeddings.token_type_embeddings.weight": normal(2, hidden, std=0.5),
-        "bert.embeddings.LayerNorm.weight": 1.0 + normal(hidden, std=0.1),
-        "bert.embeddings.LayerNorm.bias": normal(hidden, std=0.1),
-    }
-    for i in range(shape.num_layers):
-        prefix = f"bert.encoder.layer.{i}."
-        for name, std in (("query", 2.0 * proj_std), ("key", 2.0 * proj_std), ("value", proj_std)):
-            tensors[prefix + f"attention.self.{name}.weight"] = normal(hidden, hidden, std=std)
-            tensors[prefix + f"attention.self.{name}.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.dense.weight"] = normal(hidden, hidden, std=proj_std)
-        tensors[prefix + "attention.output.dense.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.LayerNorm.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "intermediate.dense.weight"] = normal(inter, hidden, std=proj_std)
-        tensors[prefix + "intermediate.dense.bias"] = normal(inter, std=0.1)
-        tensors[prefix + "output.dense.weight"] = normal(hidden, inter, std=1.0 / np.sqrt(inter))
-        tensors[prefix + "output.dense.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
-        tensors[prefix + "output.LayerNorm.bias"] = normal(hidden, std=0.1)
-    tensors["bert.pooler.dense.weight"] = normal(hidden, hidden, std=2.0 * proj_std)
-    tensors["bert.pooler.dense.bias"] = normal(hidden, std=0.1)
-    tensors["classifier.weight"] = normal(1, hidden, std=0.5)
+    tensors["bert.pooler.dense.weight"] = normal_weights(rng, hidden, hidden, std=2.0 * proj_std)
+    tensors["bert.pooler.dense.bias"] = normal_weights(rng, hidden, std=0.1)
+    tensors["classifier.weight"] = normal_weights(rng, 1, hidden, std=0.5)
     tensors["classifier.bias"] = np.zeros(1, dtype=np.float32)
     return tensors
 

@@ -258,41 +258,57 @@ def make_sentencepiece_tokenizer(vocab_size: int = 1000, seed: int = 0) -> Token
     return _with_xlmr_specials(tokenizer)
 
 
-def _random_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(seed)
+def normal_weights(rng: np.random.Generator, *dims: int, std: float) -> np.ndarray:
+    """float32 weights drawn from N(0, std²), in the order the fixtures rely on."""
+    return (rng.standard_normal(dims, dtype=np.float32) * np.float32(std)).astype(np.float32)
+
+
+def random_encoder_weights(shape: ModelShape, rng: np.random.Generator, *, prefix: str, token_types: int,
+                           token_type_std: float) -> dict[str, np.ndarray]:
+    """Embeddings and post-LN layers of a BERT-style encoder (XLM-R's and BERT's share them), under ``prefix``.
+
+    Spreads are chosen so attention is peaked and the first-token state depends on the text:
+    with BERT's usual std of 0.02 every document would get nearly the same score.
+    """
     hidden, inter = shape.hidden_size, shape.intermediate_size
 
     def normal(*dims: int, std: float) -> np.ndarray:
-        return (rng.standard_normal(dims, dtype=np.float32) * np.float32(std)).astype(np.float32)
+        return normal_weights(rng, *dims, std=std)
 
-    # Spreads are chosen so attention is peaked and the first-token state depends on the text:
-    # with BERT's usual std of 0.02 every document would get nearly the same score.
     proj_std = 1.0 / np.sqrt(hidden)
     tensors: dict[str, np.ndarray] = {
-        "roberta.embeddings.word_embeddings.weight": normal(shape.rows, hidden, std=1.0),
-        "roberta.embeddings.position_embeddings.weight": normal(shape.max_position_embeddings, hidden, std=0.3),
-        "roberta.embeddings.token_type_embeddings.weight": normal(1, hidden, std=0.3),
-        "roberta.embeddings.LayerNorm.weight": 1.0 + normal(hidden, std=0.1),
-        "roberta.embeddings.LayerNorm.bias": normal(hidden, std=0.1),
+        f"{prefix}embeddings.word_embeddings.weight": normal(shape.rows, hidden, std=1.0),
+        f"{prefix}embeddings.position_embeddings.weight": normal(shape.max_position_embeddings, hidden, std=0.3),
+        f"{prefix}embeddings.token_type_embeddings.weight": normal(token_types, hidden, std=token_type_std),
+        f"{prefix}embeddings.LayerNorm.weight": 1.0 + normal(hidden, std=0.1),
+        f"{prefix}embeddings.LayerNorm.bias": normal(hidden, std=0.1),
     }
     for i in range(shape.num_layers):
-        prefix = f"roberta.encoder.layer.{i}."
+        layer = f"{prefix}encoder.layer.{i}."
         for name, std in (("query", 2.0 * proj_std), ("key", 2.0 * proj_std), ("value", proj_std)):
-            tensors[prefix + f"attention.self.{name}.weight"] = normal(hidden, hidden, std=std)
-            tensors[prefix + f"attention.self.{name}.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.dense.weight"] = normal(hidden, hidden, std=proj_std)
-        tensors[prefix + "attention.output.dense.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
-        tensors[prefix + "attention.output.LayerNorm.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "intermediate.dense.weight"] = normal(inter, hidden, std=proj_std)
-        tensors[prefix + "intermediate.dense.bias"] = normal(inter, std=0.1)
-        tensors[prefix + "output.dense.weight"] = normal(hidden, inter, std=1.0 / np.sqrt(inter))
-        tensors[prefix + "output.dense.bias"] = normal(hidden, std=0.1)
-        tensors[prefix + "output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
-        tensors[prefix + "output.LayerNorm.bias"] = normal(hidden, std=0.1)
-    tensors["classifier.dense.weight"] = normal(hidden, hidden, std=2.0 * proj_std)
-    tensors["classifier.dense.bias"] = normal(hidden, std=0.1)
-    tensors["classifier.out_proj.weight"] = normal(1, hidden, std=0.5)
+            tensors[layer + f"attention.self.{name}.weight"] = normal(hidden, hidden, std=std)
+            tensors[layer + f"attention.self.{name}.bias"] = normal(hidden, std=0.1)
+        tensors[layer + "attention.output.dense.weight"] = normal(hidden, hidden, std=proj_std)
+        tensors[layer + "attention.output.dense.bias"] = normal(hidden, std=0.1)
+        tensors[layer + "attention.output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
+        tensors[layer + "attention.output.LayerNorm.bias"] = normal(hidden, std=0.1)
+        tensors[layer + "intermediate.dense.weight"] = normal(inter, hidden, std=proj_std)
+        tensors[layer + "intermediate.dense.bias"] = normal(inter, std=0.1)
+        tensors[layer + "output.dense.weight"] = normal(hidden, inter, std=1.0 / np.sqrt(inter))
+        tensors[layer + "output.dense.bias"] = normal(hidden, std=0.1)
+        tensors[layer + "output.LayerNorm.weight"] = 1.0 + normal(hidden, std=0.1)
+        tensors[layer + "output.LayerNorm.bias"] = normal(hidden, std=0.1)
+    return tensors
+
+
+def _random_weights(shape: ModelShape, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    hidden = shape.hidden_size
+    tensors = random_encoder_weights(shape, rng, prefix="roberta.", token_types=1, token_type_std=0.3)
+    proj_std = 1.0 / np.sqrt(hidden)
+    tensors["classifier.dense.weight"] = normal_weights(rng, hidden, hidden, std=2.0 * proj_std)
+    tensors["classifier.dense.bias"] = normal_weights(rng, hidden, std=0.1)
+    tensors["classifier.out_proj.weight"] = normal_weights(rng, 1, hidden, std=0.5)
     tensors["classifier.out_proj.bias"] = np.zeros(1, dtype=np.float32)
     return tensors
 
