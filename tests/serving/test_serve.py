@@ -137,3 +137,20 @@ def test_command_line_serves_a_local_folder_under_its_name(monkeypatch: pytest.M
     calls.clear()
     assert main(["serve", "--model", "a=/models/a"]) == 0  # the parser reads the default when built
     assert calls[0][1]["api_key"] == "from-env"
+
+
+def test_serve_leaves_the_callers_logging_alone(loaded: list[FakeReranker]) -> None:
+    # uvicorn's default log config installs handlers on its loggers: in a program that calls
+    # serve(), logging is the program's to configure (the command line configures its own).
+    # (uvicorn.access stops propagating whatever the config: its access log is off here.)
+    names = ("uvicorn", "uvicorn.error", "uvicorn.access")
+    before = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate) for name in names}
+    try:
+        serve({"a": "/models/a"}, port=8123)
+        after = {name: (list(logging.getLogger(name).handlers), logging.getLogger(name).propagate) for name in names}
+        assert {name: after[name][0] for name in names} == {name: before[name][0] for name in names}
+        assert [after[name][1] for name in names[:2]] == [before[name][1] for name in names[:2]]
+    finally:
+        for name, (handlers, propagate) in before.items():
+            logging.getLogger(name).handlers[:] = handlers
+            logging.getLogger(name).propagate = propagate

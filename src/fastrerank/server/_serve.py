@@ -88,6 +88,7 @@ def serve(
             host=host,
             port=port,
             log_level=log_level,
+            log_config=None,  # uvicorn's default would install handlers on its loggers in the caller's process
             access_log=False,
             http=guarded_protocol(header_timeout=header_timeout, max_connections=max_connections),
             timeout_keep_alive=keep_alive_timeout,  # type: ignore[arg-type]  # uvicorn reads a float
