@@ -60,8 +60,8 @@ def test_clear_cache_never_breaks_a_rank_call_in_flight(converted, monkeypatch: 
     real = runtime_module._first_token_states
     in_flight, outcome = threading.Event(), {}
 
-    def first_batch_then_wait(encoder: object, rows: object) -> np.ndarray:
-        states = real(encoder, rows)
+    def first_batch_then_wait(encoder: object, rows: object, template: object = None) -> np.ndarray:
+        states = real(encoder, rows, template)  # type: ignore[arg-type]
         if not in_flight.is_set():
             in_flight.set()
             for _ in range(500):  # until clear_cache() is closing the cached Reranker (bounded: 5 s)

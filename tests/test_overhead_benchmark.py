@@ -46,7 +46,7 @@ def test_overhead_without_the_encoder(benchmark, reranker: Reranker, corpus: tup
     hidden = reranker.metadata.hidden_size
     calls: list[int] = []
 
-    def stub(encoder: object, rows: Sequence[Sequence[int]]) -> np.ndarray:
+    def stub(encoder: object, rows: Sequence[Sequence[int]], template: object = None) -> np.ndarray:
         calls.append(len(rows))
         return np.zeros((len(rows), hidden), dtype=np.float32)
 

@@ -91,7 +91,7 @@ def test_bad_argument_exact_error(case: str, method: str, tiny_reranker: Reranke
         getattr(tiny_reranker, method)(*args, **call)
 
 
-def _model_must_not_run(encoder: object, rows: object) -> None:
+def _model_must_not_run(encoder: object, rows: object, template: object = None) -> None:
     raise AssertionError("the model was called")
 
 

@@ -36,9 +36,9 @@ def rows_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[int]]]:
     seen: list[list[int]] = []
     original = runtime._first_token_states
 
-    def recording(encoder: object, rows: list[np.ndarray]) -> np.ndarray:
+    def recording(encoder: object, rows: list[np.ndarray], template: object = None) -> np.ndarray:
         seen.extend(np.asarray(row).tolist() for row in rows)
-        return original(encoder, rows)
+        return original(encoder, rows, template)
 
     monkeypatch.setattr(runtime, "_first_token_states", recording)
     yield seen

@@ -191,10 +191,7 @@ class EncoderRuntime:
             encoder = self._encoder
         template = self._token_types
         try:
-            if template is None:
-                yield lambda rows: _first_token_states(encoder, rows)
-            else:
-                yield lambda rows: _first_token_states(encoder, rows, template)
+            yield lambda rows: _first_token_states(encoder, rows, template)
         finally:
             with self._lock:
                 self._in_flight -= 1
