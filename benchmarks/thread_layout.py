@@ -43,7 +43,7 @@ def main() -> None:
     import numpy as np
 
     from fastrerank import tune_process
-    from fastrerank.engine.batching import plan_batches
+    from fastrerank._engine.batching import plan_batches
 
     if os.environ.get("BENCH_TUNE_PROCESS") == "1":
         tune_process()

@@ -47,7 +47,7 @@ def _load(folder: Path) -> float:
 
 
 def _verify(folder: Path) -> float:
-    from fastrerank.model_format import file_sha256
+    from fastrerank._model_format import file_sha256
 
     start = time.perf_counter()
     for path in sorted(folder.iterdir()):  # every file, as verify does (it also works on v1 folders)

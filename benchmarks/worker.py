@@ -59,11 +59,11 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "c
     import numpy as np
     from tokenizers import Tokenizer
 
-    from fastrerank import model_format
-    from fastrerank.engine.batching import plan_batches
-    from fastrerank.engine.cpu_isa import cpu_isa_for_load
-    from fastrerank.engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
-    from fastrerank.reranker import default_batch_tokens
+    from fastrerank import _model_format as model_format
+    from fastrerank._engine.batching import plan_batches
+    from fastrerank._engine.cpu_isa import cpu_isa_for_load
+    from fastrerank._engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
+    from fastrerank._reranker import default_batch_tokens
 
     budget = BATCH_TOKENS or default_batch_tokens(device)
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")

@@ -108,6 +108,6 @@ def test_module_level_arank_shares_the_rank_cache(converted) -> None:  # type: i
     try:
         ranking = asyncio.run(fastrerank.arank(QUERY, DOCS, 3, model=folder))
         assert ranking == fastrerank.rank(QUERY, DOCS, 3, model=folder)
-        assert len(fastrerank.api._cache) == 1
+        assert len(fastrerank._api._cache) == 1
     finally:
         fastrerank.clear_cache()

@@ -27,9 +27,9 @@ from fastrerank import (
     UnsupportedModelError,
     convert,
 )
-from fastrerank.engine.chunking import plan_windows
-from fastrerank.engine.pair_template import PairTemplate
-from fastrerank.engine.tokenization import TextEncoder
+from fastrerank._engine.chunking import plan_windows
+from fastrerank._engine.pair_template import PairTemplate
+from fastrerank._engine.tokenization import TextEncoder
 from fastrerank.testing import ModelShape, make_bert_reranker_folder, make_corpus, make_wordpiece_tokenizer
 
 QUERY = "apple fruit health"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 import fastrerank
-from fastrerank import InvalidInputError, InvalidTypeError, ModelLoadError, ModelNotFoundError, Reranker, hub
+from fastrerank import InvalidInputError, InvalidTypeError, ModelLoadError, ModelNotFoundError, Reranker
+from fastrerank import _hub as hub
 
 from .reliability_helpers import describe
 

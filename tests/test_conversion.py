@@ -13,8 +13,8 @@ import pytest
 
 import fastrerank
 from fastrerank import ConversionError, ModelLoadError, ModelNotFoundError, UnsupportedModelError, convert
-from fastrerank.engine.head import ClassificationHead
-from fastrerank.engine.runtime import EncoderRuntime
+from fastrerank._engine.head import ClassificationHead
+from fastrerank._engine.runtime import EncoderRuntime
 from fastrerank.errors import CorruptModelError, InvalidInputError
 from fastrerank.testing import make_corpus
 
@@ -35,7 +35,7 @@ def _pair_rows(folder: Path, count: int = 24) -> list[list[int]]:
 
 
 def _ct2_outputs(folder: Path, rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    from fastrerank import model_format
+    from fastrerank import _model_format as model_format
 
     metadata = model_format.read_metadata(folder)
     runtime = EncoderRuntime(folder, device="cpu", compute_type="default", threads=1)

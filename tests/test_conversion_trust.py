@@ -20,10 +20,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fastrerank import ConversionError, Reranker, UnsupportedModelError, convert, model_format
-from fastrerank.conversion import checkpoint as checkpoint_module
-from fastrerank.conversion import convert as convert_module
-from fastrerank.conversion import output as output_module
+from fastrerank import ConversionError, Reranker, UnsupportedModelError, convert
+from fastrerank import _model_format as model_format
+from fastrerank._conversion import checkpoint as checkpoint_module
+from fastrerank._conversion import convert as convert_module
+from fastrerank._conversion import output as output_module
 from fastrerank.errors import CorruptModelError, FastRerankError
 
 
@@ -149,7 +150,7 @@ def test_output_is_checked_before_any_weight_is_read(hf_models: dict[str, Path],
 
 
 def test_hub_id_output_is_checked_before_downloading(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from fastrerank import hub
+    from fastrerank import _hub as hub
 
     downloads: list[str] = []
     monkeypatch.setattr(hub, "download_snapshot", lambda repo_id, *args, **kwargs: downloads.append(repo_id))

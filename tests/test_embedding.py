@@ -12,8 +12,8 @@ import sys
 
 import pytest
 
-from fastrerank.engine import cpu_isa
-from fastrerank.tuning import GLIBC_ENV, recommended_environment
+from fastrerank._engine import cpu_isa
+from fastrerank._tuning import GLIBC_ENV, recommended_environment
 
 from .reliability_helpers import run_python
 
@@ -133,11 +133,11 @@ def test_recommended_environment_keeps_the_users_values() -> None:
 def test_the_command_line_tunes_its_own_process_without_reexecuting(converted) -> None:  # type: ignore[no-untyped-def]
     code = ("import sys\n"
             "print('start', file=sys.stderr, flush=True)\n"
-            "import fastrerank.tuning as tuning\n"
+            "import fastrerank._tuning as tuning\n"
             "real = tuning.tune_process\n"
             "calls = []\n"
             "tuning.tune_process = lambda: calls.append(real()) or calls[-1]\n"
-            "from fastrerank.cli import main\n"
+            "from fastrerank._cli import main\n"
             "status = main()\n"
             "print('tuned', len(calls), file=sys.stderr)\n"
             "sys.exit(status)\n")

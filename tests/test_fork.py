@@ -4,7 +4,7 @@ in the middle of a call, with 1, 2 or the default number of threads.
 
 The int8 model is the one that hangs: loading it runs an OpenMP parallel loop (CTranslate2's
 u8 compensation), and libgomp's per-thread team does not survive ``fork`` (see
-``fastrerank.engine.runtime``). Every child runs under a deadline in ``fork_probe.py``, and each
+``fastrerank._engine.runtime``). Every child runs under a deadline in ``fork_probe.py``, and each
 probe under a timeout here, so a hang fails one test instead of stalling the suite.
 """
 

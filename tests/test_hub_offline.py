@@ -15,7 +15,8 @@ import httpx
 import numpy as np
 import pytest
 
-from fastrerank import ModelNotFoundError, Reranker, hub
+from fastrerank import ModelNotFoundError, Reranker
+from fastrerank import _hub as hub
 from fastrerank.errors import CorruptModelError
 
 from .reference import load_reference, reference_logits_for_ids, sigmoid

@@ -61,7 +61,7 @@ def test_pipeline_keeps_top_k_with_rank_scores(converted, tiny_reranker: Reranke
         assert _found(_run(pipeline, top_k=2)) == found[:2]  # run's top_k overrides the component's
         async_found = asyncio.run(pipeline.run_async({"retriever": {"query": QUERY}, "ranker": {"query": QUERY}}))
         assert _found(async_found["ranker"]["documents"]) == found
-        assert len(fastrerank.api._cache) == 1  # the model is the process-wide one
+        assert len(fastrerank._api._cache) == 1  # the model is the process-wide one
     finally:
         fastrerank.clear_cache()
 
@@ -69,9 +69,9 @@ def test_pipeline_keeps_top_k_with_rank_scores(converted, tiny_reranker: Reranke
 def test_warm_up_loads_the_model_into_the_shared_cache(converted) -> None:  # type: ignore[no-untyped-def]
     ranker = FastRerankRanker(str(converted("tiny")))
     try:
-        assert len(fastrerank.api._cache) == 0  # making the component loads nothing
+        assert len(fastrerank._api._cache) == 0  # making the component loads nothing
         ranker.warm_up()
-        assert [reranker.model_path for reranker in fastrerank.api._cache.values()] == [converted("tiny")]
+        assert [reranker.model_path for reranker in fastrerank._api._cache.values()] == [converted("tiny")]
     finally:
         fastrerank.clear_cache()
 

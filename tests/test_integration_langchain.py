@@ -49,7 +49,7 @@ def test_retriever_chain_keeps_top_n_with_rank_scores(converted, tiny_reranker: 
         assert [d.metadata["source"] for d in found] == [f"doc-{TEXTS.index(text)}" for text, _ in expected]
         assert all("relevance_score" not in d.metadata for d in documents)  # the retriever's documents are untouched
         assert _found(asyncio.run(retriever.ainvoke(QUERY))) == _found(found)
-        assert len(fastrerank.api._cache) == 1  # the model is the process-wide one
+        assert len(fastrerank._api._cache) == 1  # the model is the process-wide one
     finally:
         fastrerank.clear_cache()
 

@@ -47,7 +47,7 @@ def test_query_engine_over_an_index_keeps_top_n_with_rank_scores(converted, tiny
         np.testing.assert_allclose([score for _, score in found], [score for _, score in expected], rtol=0, atol=1e-6)
         assert [node.node.node_id for node in response.source_nodes] == [f"node-{TEXTS.index(t)}" for t, _ in expected]
         assert _found(asyncio.run(engine.aquery(QUERY)).source_nodes) == found
-        assert len(fastrerank.api._cache) == 1  # the model is the process-wide one
+        assert len(fastrerank._api._cache) == 1  # the model is the process-wide one
     finally:
         fastrerank.clear_cache()
 

@@ -23,9 +23,9 @@ from fastrerank import (
     ModelNotFoundError,
     Reranker,
     UnsupportedModelError,
-    loading,
 )
-from fastrerank.cli import main
+from fastrerank import _loading as loading
+from fastrerank._cli import main
 
 from .reliability_helpers import describe
 

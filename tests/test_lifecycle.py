@@ -14,7 +14,7 @@ import pytest
 
 import fastrerank
 from fastrerank import InvalidInputError, ModelClosedError, Reranker
-from fastrerank.engine import runtime as runtime_module
+from fastrerank._engine import runtime as runtime_module
 from fastrerank.testing import make_corpus
 
 from .reliability_helpers import describe, run_python
@@ -65,7 +65,7 @@ def test_clear_cache_never_breaks_a_rank_call_in_flight(converted, monkeypatch: 
         if not in_flight.is_set():
             in_flight.set()
             for _ in range(500):  # until clear_cache() is closing the cached Reranker (bounded: 5 s)
-                if any(r._runtime._closed for r in list(fastrerank.api._cache.values())):
+                if any(r._runtime._closed for r in list(fastrerank._api._cache.values())):
                     break
                 threading.Event().wait(0.01)
         return states
@@ -90,7 +90,7 @@ def test_clear_cache_never_breaks_a_rank_call_in_flight(converted, monkeypatch: 
 
 def test_rank_retries_when_the_cache_was_cleared_between_lookup_and_call(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     folder = str(converted("tiny"))
-    real = fastrerank.api._default_reranker
+    real = fastrerank._api._default_reranker
     lookups: list[Reranker] = []
 
     def lookup_then_clear(*args: object) -> Reranker:
@@ -100,7 +100,7 @@ def test_rank_retries_when_the_cache_was_cleared_between_lookup_and_call(convert
             fastrerank.clear_cache()  # another thread clears right after this one looked up
         return reranker
 
-    monkeypatch.setattr(fastrerank.api, "_default_reranker", lookup_then_clear)
+    monkeypatch.setattr(fastrerank._api, "_default_reranker", lookup_then_clear)
     ranking = fastrerank.rank(QUERY, DOCS[:3], model=folder)
     assert len(ranking) == 3 and len(lookups) == 2 and lookups[0] is not lookups[1]
     fastrerank.clear_cache()
@@ -111,7 +111,7 @@ def test_threads_are_bounded_before_anything_loads(converted) -> None:  # type: 
     done = run_python("""
         import sys
         from fastrerank import InvalidInputError, Reranker
-        from fastrerank.reranker import max_threads
+        from fastrerank._reranker import max_threads
         for threads in (40000, 100000, max_threads() + 1):
             try:
                 Reranker(sys.argv[1], threads=threads)
@@ -124,7 +124,7 @@ def test_threads_are_bounded_before_anything_loads(converted) -> None:  # type: 
 
 
 def test_threads_bound_keeps_valid_values(converted) -> None:  # type: ignore[no-untyped-def]
-    from fastrerank.reranker import max_threads
+    from fastrerank._reranker import max_threads
 
     with Reranker(converted("tiny"), threads=max_threads()) as reranker:
         assert reranker.score(QUERY, DOCS[:2]).shape == (2,)
@@ -163,7 +163,7 @@ def test_a_fork_waits_for_native_work_in_progress() -> None:
     would inherit the locks that thread holds, and hang on its own first load."""
     done = run_python("""
         import os, threading, time
-        from fastrerank.engine.fork_gate import native_section
+        from fastrerank._engine.fork_gate import native_section
         entered, left = threading.Event(), []
         def native_work():
             with native_section():

@@ -24,7 +24,7 @@ import pytest
 from tokenizers import Tokenizer
 
 from fastrerank import Reranker, convert
-from fastrerank.engine.tokenization import _CHARS_PER_TOKEN_GUESS, TextEncoder
+from fastrerank._engine.tokenization import _CHARS_PER_TOKEN_GUESS, TextEncoder
 from fastrerank.testing import _WORDS, ModelShape, make_corpus, make_reranker_folder, make_sentencepiece_tokenizer
 
 from .reference import reference_logits_for_ids, windows_by_rule

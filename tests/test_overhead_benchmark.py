@@ -20,7 +20,7 @@ import pytest
 pytest.importorskip("pytest_benchmark")
 
 from fastrerank import Reranker
-from fastrerank.engine import runtime as runtime_module
+from fastrerank._engine import runtime as runtime_module
 from fastrerank.testing import make_corpus
 
 DOCUMENTS = 1000

@@ -21,7 +21,8 @@ pq = pytest.importorskip("pyarrow.parquet")
 
 import fastrerank  # noqa: E402
 from fastrerank import InvalidInputError, InvalidTypeError, Reranker  # noqa: E402
-from fastrerank.integrations import parquet_output, ray_pool  # noqa: E402
+from fastrerank.integrations import _parquet_output as parquet_output  # noqa: E402
+from fastrerank.integrations import _ray_pool as ray_pool  # noqa: E402
 from fastrerank.integrations.ray import (  # noqa: E402
     RerankScorer,
     _top_n_of_group,

@@ -26,7 +26,7 @@ from fastrerank import (
     ModelClosedError,
     Reranker,
 )
-from fastrerank.engine import runtime as runtime_module
+from fastrerank._engine import runtime as runtime_module
 from fastrerank.testing import make_corpus
 
 from .reference import (

@@ -149,7 +149,7 @@ def test_module_level_score_pairs_shares_the_rank_cache(converted) -> None:  # t
     try:
         scores = fastrerank.score_pairs(pairs, model=folder)
         fastrerank.rank(QUERIES[0], DOCUMENTS[:5], model=folder)
-        assert len(fastrerank.api._cache) == 1
+        assert len(fastrerank._api._cache) == 1
         np.testing.assert_array_equal(scores, Reranker(folder).score_pairs(pairs))
         fastrerank.clear_cache()
         np.testing.assert_array_equal(fastrerank.score_pairs(pairs, model=folder, raw=True),

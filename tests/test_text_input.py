@@ -31,7 +31,7 @@ CONTROL_IDS = {0, 1, 2, 999}  # <s>, <pad>, </s> and the fixture's <mask>; <unk>
 @pytest.fixture
 def rows_run(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[list[int]]]:
     """Every row a Reranker hands CTranslate2 during the test (patched in the engine, undone after)."""
-    from fastrerank.engine import runtime
+    from fastrerank._engine import runtime
 
     seen: list[list[int]] = []
     original = runtime._first_token_states

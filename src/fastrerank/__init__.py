@@ -6,7 +6,10 @@
 Importing this package loads no model and imports neither CTranslate2 nor any optional extra.
 """
 
-from .api import arank, clear_cache, convert, rank, score_pairs
+from ._api import arank, clear_cache, convert, rank, score_pairs
+from ._model_format import verify_checksums as verify
+from ._reranker import DEFAULT_MODEL, Reranker
+from ._tuning import ProcessTuning, tune_process
 from .errors import (
     ConversionError,
     CorruptModelError,
@@ -21,10 +24,7 @@ from .errors import (
     SchemaError,
     UnsupportedModelError,
 )
-from .model_format import verify_checksums as verify
-from .reranker import DEFAULT_MODEL, Reranker
 from .results import RankedDocument, Ranking
-from .tuning import ProcessTuning, tune_process
 
 __version__ = "0.1.0"
 

@@ -95,7 +95,7 @@ def test_missing_server_extra_names_the_pip_command() -> None:
 
 def test_command_line_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatch) -> None:
     import fastrerank.server
-    from fastrerank.cli import main
+    from fastrerank._cli import main
 
     calls: list[tuple[object, dict[str, object]]] = []
     monkeypatch.setattr(fastrerank.server, "serve", lambda models, **options: calls.append((models, options)))
@@ -122,7 +122,7 @@ def test_command_line_passes_its_options_to_serve(monkeypatch: pytest.MonkeyPatc
 def test_command_line_serves_a_local_folder_under_its_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
     """/health, /info and the logs name a model by its folder's name, never by a path on the server."""
     import fastrerank.server
-    from fastrerank.cli import main
+    from fastrerank._cli import main
 
     calls: list[tuple[object, dict[str, object]]] = []
     monkeypatch.setattr(fastrerank.server, "serve", lambda models, **options: calls.append((models, options)))

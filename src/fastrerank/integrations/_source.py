@@ -6,11 +6,11 @@ import asyncio
 import os
 from collections.abc import Sequence
 
-from ..api import with_cached_reranker
+from .._api import with_cached_reranker
+from .._reranker import Reranker
+from .._validation import RankOptions, check_int, check_rank_options
 from ..errors import InvalidInputError, InvalidTypeError, MissingDependencyError
-from ..reranker import Reranker
 from ..results import Ranking
-from ..validation import RankOptions, check_int, check_rank_options
 
 __all__ = ["RerankerSource", "check_settings", "check_top", "missing_framework"]
 

@@ -21,10 +21,10 @@ import dataclasses
 import os
 from typing import Any
 
+from .._reranker import DEFAULT_MODEL, Reranker
+from .._validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_query
 from ..errors import InvalidInputError, InvalidTypeError
-from ..reranker import DEFAULT_MODEL, Reranker
 from ..results import Ranking
-from ..validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_query
 from ._source import RerankerSource, check_settings, check_top, missing_framework
 
 try:

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import os
 
+from .._reranker import DEFAULT_MODEL, Reranker
+from .._validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, RankOptions, check_query
 from ..errors import InvalidInputError, InvalidTypeError
-from ..reranker import DEFAULT_MODEL, Reranker
 from ..results import Ranking
-from ..validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, RankOptions, check_query
 from ._source import RerankerSource, check_settings, missing_framework
 
 try:

@@ -21,8 +21,8 @@ best ``n`` rows of each query, with a ``rank`` column::
     write_parquet_replacing(top_n_per_query(scored, 10), "/jobs/ranked")  # a re-run replaces ranked/
 
 The model folder is converted once (``fastrerank convert``) and read by every actor; an actor
-never converts. :func:`actor_pool_size` and :func:`spread_over_actors` come from ray_pool.py,
-:func:`write_parquet_replacing` from parquet_output.py. Requires the extra
+never converts. :func:`actor_pool_size` and :func:`spread_over_actors` come from _ray_pool.py,
+:func:`write_parquet_replacing` from _parquet_output.py. Requires the extra
 ``pip install 'fastrerank[ray]'``; this module imports Ray only when a function that needs it
 runs, and ``import fastrerank`` never imports it.
 """
@@ -38,10 +38,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._reranker import Reranker
+from .._validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_int, check_query, check_rank_options
 from ..errors import FastRerankError, InferenceError, InvalidInputError, InvalidTypeError, MissingDependencyError, describe_value
-from ..reranker import Reranker
-from ..validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS, check_int, check_query, check_rank_options
-from .batches import Batch, add_column, column_names, column_values
+from ._batches import Batch, add_column, column_names, column_values
 
 if TYPE_CHECKING:
     import pyarrow
@@ -66,8 +66,8 @@ if _absent:
     )
 
 
-from .parquet_output import write_parquet_replacing  # noqa: E402  (after the dependency check)
-from .ray_pool import actor_pool_size, spread_over_actors  # noqa: E402
+from ._parquet_output import write_parquet_replacing  # noqa: E402  (after the dependency check)
+from ._ray_pool import actor_pool_size, spread_over_actors  # noqa: E402
 
 
 class RerankScorer:

@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
+from fastrerank._validation import DEFAULT_MAX_CHUNKS_PER_DOC as DEFAULT_MAX_CHUNKS
+from fastrerank._validation import DEFAULT_OVERLAP_TOKENS, MAX_OVERLAP_TOKENS
 from fastrerank.errors import (
     InvalidInputError,
     InvalidTypeError,
@@ -20,8 +22,6 @@ from fastrerank.errors import (
     SchemaError,
 )
 from fastrerank.results import Ranking
-from fastrerank.validation import DEFAULT_MAX_CHUNKS_PER_DOC as DEFAULT_MAX_CHUNKS
-from fastrerank.validation import DEFAULT_OVERLAP_TOKENS, MAX_OVERLAP_TOKENS
 
 try:
     from pydantic import (

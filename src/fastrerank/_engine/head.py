@@ -3,7 +3,7 @@
 ``XLMRobertaClassificationHead``: ``out_proj(tanh(dense(h[:, 0])))`` (dropout is inactive at
 inference). CTranslate2 drops it when converting, so fastrerank keeps it in ``head.safetensors``.
 BERT's pooler and classifier, ``classifier(tanh(pooler.dense(h[:, 0])))``, are the same function:
-conversion stores them under the same names (``fastrerank.conversion.bert``).
+conversion stores them under the same names (``fastrerank._conversion.bert``).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import model_format
+from .. import _model_format as model_format
 from ..errors import (
     ConversionError,
     CorruptModelError,

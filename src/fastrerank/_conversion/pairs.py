@@ -2,7 +2,7 @@
 
 The engine builds a row as ``before_query + query + between + window + after_window`` and gives
 the window and what follows it the token type ``window_token_type`` (``fastrerank.json``'s
-``pair_template``; see :mod:`fastrerank.engine.pair_template`). For BERT the template is read
+``pair_template``; see :mod:`fastrerank._engine.pair_template`). For BERT the template is read
 from the model's own tokenizer, by encoding a pair with it: what its post-processor adds around
 and between the two texts, and their token types, is what transformers'
 ``tokenizer(query, doc)`` gives, whichever post-processor type the file uses.

@@ -14,7 +14,7 @@ Five traps of CTranslate2 are handled here, once:
   dies with it: no thread of the host (in the parent or in a child) ever holds one.
 * A fork while another thread is inside CTranslate2 (loading, running a batch, releasing a
   model) copies whatever lock that thread holds; such work runs in a native section, and a fork
-  waits for the sections in progress to end (:mod:`fastrerank.engine.fork_gate`).
+  waits for the sections in progress to end (:mod:`fastrerank._engine.fork_gate`).
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.

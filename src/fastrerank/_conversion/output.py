@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .. import model_format
+from .. import _model_format as model_format
 from ..errors import ConversionError
 
 __all__ = ["check_output", "in_flight", "output_lock", "remove_stale_temporaries"]

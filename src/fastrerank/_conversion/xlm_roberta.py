@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from .. import model_format
+from .. import _model_format as model_format
 from ..errors import ConversionError
 from .config import XLMRConfig
 from .encoder_spec import expect_tensor, fill_encoder_spec

@@ -13,10 +13,10 @@ line, which calls it at start) and want what may help CTranslate2 on some machin
 * ``CT2_FORCE_CPU_ISA=AVX512`` in ``os.environ`` on a CPU with AVX-512, unless already set
   (a :class:`~fastrerank.Reranker` sets it only while the first model loads; this keeps it).
 
-For a launcher, ``python -m fastrerank.tuning`` prints the same switches as environment
+For a launcher, ``python -m fastrerank._tuning`` prints the same switches as environment
 variables (plus glibc's transparent huge pages tunable, which only the environment can set)::
 
-    $ eval "$(python -m fastrerank.tuning)"
+    $ eval "$(python -m fastrerank._tuning)"
     $ exec python my_service.py
 """
 
@@ -29,7 +29,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .engine.cpu_isa import ISA_VARIABLE, cpu_flags, preferred_cpu_isa
+from ._engine.cpu_isa import ISA_VARIABLE, cpu_flags, preferred_cpu_isa
 
 __all__ = ["GLIBC_ENV", "GLIBC_MALLOPT", "ProcessTuning", "recommended_environment", "tune_process"]
 

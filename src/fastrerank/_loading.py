@@ -2,7 +2,7 @@
 
 ``model`` may be a folder made by :func:`fastrerank.convert` (used as it is), a Hugging Face model
 folder, or a hub id. The last two are converted once into the cache
-(:func:`fastrerank.hub.cache_root`), keyed by source, revision and quantization, under a file
+(:func:`fastrerank._hub.cache_root`), keyed by source, revision and quantization, under a file
 lock so that two processes converting the same model produce one folder. A valid cached
 conversion is used without any network call, which is what makes offline use work. A fresh
 conversion is checked against its sha256 before it is used, so a write that went wrong on the
@@ -17,8 +17,9 @@ import os
 import shutil
 from pathlib import Path
 
-from . import hub, model_format
-from .conversion import convert_folder
+from . import _hub as hub
+from . import _model_format as model_format
+from ._conversion import convert_folder
 from .errors import CorruptModelError, FastRerankError, InvalidTypeError, ModelLoadError, ModelNotFoundError, describe_value
 
 __all__ = ["conversion_quantization", "local_folder_or_hub_id", "resolve_model"]

@@ -21,8 +21,8 @@ import math
 import numbers
 from typing import TYPE_CHECKING
 
+from .._validation import check_int
 from ..errors import InvalidInputError, InvalidTypeError, describe_value
-from ..validation import check_int
 
 if TYPE_CHECKING:
     from ray.data import Dataset

@@ -4,7 +4,7 @@ A value of the wrong type or range is refused here, naming the key, before any w
 otherwise it converts and then kills the process at load (``num_attention_heads: 0`` divides by
 zero inside CTranslate2), fails at every call (``pad_token_id: -5``) or builds a gigantic spec
 (``num_hidden_layers: 1000000``; the layer count is compared with the checkpoint's in
-:func:`fastrerank.conversion.checkpoint.check_layout`).
+:func:`fastrerank._conversion.checkpoint.check_layout`).
 """
 
 from __future__ import annotations

@@ -10,10 +10,10 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from .conversion import QUANTIZATIONS
+from ._conversion import QUANTIZATIONS
+from ._reranker import DEFAULT_MODEL
+from ._validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 from .errors import FastRerankError, InvalidInputError, InvalidTypeError
-from .reranker import DEFAULT_MODEL
-from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
 __all__ = ["main"]
 
@@ -81,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_convert(args: argparse.Namespace) -> int:
-    from .api import convert
+    from ._api import convert
 
     path = convert(args.model, args.output_dir, quantization=args.quantization, revision=args.revision,
                    force=args.force, allow_pickle=args.allow_pickle, progress=sys.stderr.isatty() or None)
@@ -90,7 +90,7 @@ def _run_convert(args: argparse.Namespace) -> int:
 
 
 def _run_rank(args: argparse.Namespace) -> int:
-    from .reranker import Reranker
+    from ._reranker import Reranker
 
     docs = args.docs or [line.rstrip("\n") for line in sys.stdin]
     progress = _print_progress if sys.stderr.isatty() else None
@@ -154,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for CTranslate2 first (:func:`fastrerank.tune_process`); called from Python it changes nothing.
     """
     if argv is None:
-        from .tuning import tune_process
+        from ._tuning import tune_process
 
         tune_process()
     args = _parser().parse_args(argv)

@@ -15,18 +15,16 @@ from types import TracebackType
 
 import numpy as np
 
-from . import model_format
-from .conversion import QUANTIZATIONS
-from .engine.batching import plan_batches
-from .engine.chunking import WindowPlan, chunk_spans, plan_windows
-from .engine.head import ClassificationHead, sigmoid
-from .engine.pair_template import PairTemplate
-from .engine.runtime import EncoderRuntime
-from .engine.tokenization import TextEncoder
-from .errors import InferenceError, InvalidInputError, InvalidTypeError, describe_value
-from .loading import conversion_quantization, resolve_model
-from .results import RankedDocument, Ranking
-from .validation import (
+from . import _model_format as model_format
+from ._conversion import QUANTIZATIONS
+from ._engine.batching import plan_batches
+from ._engine.chunking import WindowPlan, chunk_spans, plan_windows
+from ._engine.head import ClassificationHead, sigmoid
+from ._engine.pair_template import PairTemplate
+from ._engine.runtime import EncoderRuntime
+from ._engine.tokenization import TextEncoder
+from ._loading import conversion_quantization, resolve_model
+from ._validation import (
     DEFAULT_MAX_CHUNKS_PER_DOC,
     DEFAULT_OVERLAP_TOKENS,
     RankOptions,
@@ -36,6 +34,8 @@ from .validation import (
     check_query,
     check_rank_options,
 )
+from .errors import InferenceError, InvalidInputError, InvalidTypeError, describe_value
+from .results import RankedDocument, Ranking
 
 __all__ = ["DEFAULT_BATCH_TOKENS", "DEFAULT_MODEL", "Reranker", "default_batch_tokens"]
 
@@ -78,7 +78,7 @@ class Reranker:
 
     A Reranker changes nothing in the process it runs in: not malloc, not the environment (on a
     CPU with AVX-512, ``CT2_FORCE_CPU_ISA`` is set only while the first model loads, see
-    :mod:`fastrerank.engine.cpu_isa`). It works in children made by ``fork`` (gunicorn
+    :mod:`fastrerank._engine.cpu_isa`). It works in children made by ``fork`` (gunicorn
     ``--preload``, multiprocessing), rebuilding its encoder there on first use, and it pickles by
     model and options, loading again on the other side (multiprocessing ``spawn``, Ray). A process
     that is yours to tune can call :func:`fastrerank.tune_process`.
@@ -150,7 +150,7 @@ class Reranker:
         """Rank ``docs`` by relevance to ``query``, best first; ties keep input order.
 
         A document's score is the highest sigmoid score of its windows (see the window rule in
-        :mod:`fastrerank.engine.chunking`), or the highest raw logit with ``raw=True``.
+        :mod:`fastrerank._engine.chunking`), or the highest raw logit with ``raw=True``.
         ``top_n=None`` returns every document; a ``top_n`` above their number returns all of them.
         ``progress``, if given, is called after each batch with (rows done, rows in all).
 

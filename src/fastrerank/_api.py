@@ -21,13 +21,13 @@ from typing import TypeVar
 
 import numpy as np
 
-from . import hub
-from .conversion import check_output, convert_folder
+from . import _hub as hub
+from ._conversion import check_output, convert_folder
+from ._loading import local_folder_or_hub_id
+from ._reranker import DEFAULT_MODEL, Reranker
+from ._validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 from .errors import ModelClosedError
-from .loading import local_folder_or_hub_id
-from .reranker import DEFAULT_MODEL, Reranker
 from .results import Ranking
-from .validation import DEFAULT_MAX_CHUNKS_PER_DOC, DEFAULT_OVERLAP_TOKENS
 
 __all__ = ["arank", "clear_cache", "convert", "rank", "score_pairs", "with_cached_reranker"]
 

@@ -7,7 +7,7 @@ model's own tokenizer at conversion); this module only applies it. BERT also giv
 and the tokens after it token type 1, and the query part 0, as ``tokenizer(query, doc)`` does.
 Token types are found again from a row's ids: the window starts after the first ``between``
 token at or past ``before_query``, which is exact because a query never holds that id (checked
-when the prefix is built; text cannot produce it, see :mod:`fastrerank.engine.tokenization`).
+when the prefix is built; text cannot produce it, see :mod:`fastrerank._engine.tokenization`).
 """
 
 from __future__ import annotations
