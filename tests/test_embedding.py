@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -128,6 +129,21 @@ def test_recommended_environment_keeps_the_users_values() -> None:
     assert env["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1"
     assert env["MALLOC_MMAP_THRESHOLD_"] == "33554432" and env["CT2_FORCE_CPU_ISA"] == "AVX512"
     assert "CT2_FORCE_CPU_ISA" not in recommended_environment({}, flags=frozenset())
+
+
+def test_fastrerank_env_prints_the_export_lines_of_the_environment_it_was_started_in() -> None:
+    """``fastrerank env`` (was ``python -m fastrerank.tuning``) reports the environment as it is: it does
+    not tune its own process first, which would set CT2_FORCE_CPU_ISA and leave that line out."""
+    env = {key: value for key, value in os.environ.items() if key not in FOREIGN}
+    env.update(MALLOC_ARENA_MAX="4", GLIBC_TUNABLES="glibc.malloc.tcache_count=0")
+    done = subprocess.run([sys.executable, "-m", "fastrerank", "env"], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    expected = recommended_environment(env)
+    assert done.stdout.splitlines() == [f"export {name}={shlex.quote(value)}" for name, value in expected.items()]
+    assert "MALLOC_ARENA_MAX" not in expected and ("CT2_FORCE_CPU_ISA" in expected) == AVX512_HERE
+    assert "export GLIBC_TUNABLES=glibc.malloc.tcache_count=0:glibc.malloc.hugetlb=1" in done.stdout.splitlines()
+    listed = subprocess.run([sys.executable, "-m", "fastrerank", "--help"], capture_output=True, text=True, timeout=60)
+    assert "env" in listed.stdout and "export lines" in listed.stdout
 
 
 def test_the_command_line_tunes_its_own_process_without_reexecuting(converted) -> None:  # type: ignore[no-untyped-def]

@@ -1,4 +1,4 @@
-"""The ``fastrerank`` command: ``convert``, ``rank``, ``serve`` and ``verify``, over the public API only."""
+"""The ``fastrerank`` command: ``convert``, ``rank``, ``serve``, ``verify`` and ``env``, over the public API only."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import json
 import logging
 import os
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 
@@ -77,6 +78,14 @@ def _parser() -> argparse.ArgumentParser:
 
     verify = commands.add_parser("verify", help="check every file of a converted folder against its recorded sha256")
     verify.add_argument("folder")
+
+    commands.add_parser(
+        "env", help="print the export lines that tune a process for CTranslate2 before it starts (for launchers)",
+        description="Print, as shell export lines, the environment variables that set fastrerank.tune_process()'s "
+                    "switches (glibc's malloc, its transparent huge pages tunable, CT2_FORCE_CPU_ISA on a CPU with "
+                    "AVX-512) before a process starts; variables already set are left out. Use: "
+                    'eval "$(fastrerank env)"; exec python my_service.py',
+    )
     return parser
 
 
@@ -147,19 +156,28 @@ def _run_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_env(args: argparse.Namespace) -> int:
+    from ._tuning import recommended_environment
+
+    for name, value in recommended_environment().items():
+        print(f"export {name}={shlex.quote(value)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status (2 for bad input, 1 for other failures).
 
     Run as the program (``argv`` is ``None``), the process is the command's own, so it is tuned
-    for CTranslate2 first (:func:`fastrerank.tune_process`); called from Python it changes nothing.
+    for CTranslate2 first (:func:`fastrerank.tune_process`), except for ``env``, which reports the
+    environment as it is; called from Python it changes nothing.
     """
-    if argv is None:
+    args = _parser().parse_args(argv)
+    if argv is None and args.command != "env":
         from ._tuning import tune_process
 
         tune_process()
-    args = _parser().parse_args(argv)
     runners: dict[str, Callable[[argparse.Namespace], int]] = {"convert": _run_convert, "rank": _run_rank, "verify": _run_verify,
-               "serve": functools.partial(_run_serve, own_process=argv is None)}
+               "serve": functools.partial(_run_serve, own_process=argv is None), "env": _run_env}
     try:
         return runners[args.command](args)
     except (InvalidInputError, InvalidTypeError) as err:

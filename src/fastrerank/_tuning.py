@@ -13,10 +13,10 @@ line, which calls it at start) and want what may help CTranslate2 on some machin
 * ``CT2_FORCE_CPU_ISA=AVX512`` in ``os.environ`` on a CPU with AVX-512, unless already set
   (a :class:`~fastrerank.Reranker` sets it only while the first model loads; this keeps it).
 
-For a launcher, ``python -m fastrerank._tuning`` prints the same switches as environment
-variables (plus glibc's transparent huge pages tunable, which only the environment can set)::
+For a launcher, ``fastrerank env`` prints the same switches as environment variables (plus
+glibc's transparent huge pages tunable, which only the environment can set)::
 
-    $ eval "$(python -m fastrerank._tuning)"
+    $ eval "$(fastrerank env)"
     $ exec python my_service.py
 """
 
@@ -115,13 +115,3 @@ def recommended_environment(environ: Mapping[str, str] | None = None, *, flags: 
     if isa is not None:
         env[ISA_VARIABLE] = isa
     return env
-
-
-def _main() -> None:
-    """Print ``export`` lines for :func:`recommended_environment` (for launchers and services)."""
-    for name, value in recommended_environment().items():
-        print(f"export {name}={value}")
-
-
-if __name__ == "__main__":
-    _main()
