@@ -95,7 +95,7 @@ def test_the_ranking_runs_off_the_loop_thread(tiny_reranker: Reranker) -> None:
 
 
 def test_errors_reach_the_awaiting_task(tiny_reranker: Reranker) -> None:
-    with pytest.raises(InvalidTypeError, match=r"^docs\[1\] must be str, got NoneType$"):
+    with pytest.raises(InvalidTypeError, match=r"^documents\[1\] must be str, got NoneType$"):
         asyncio.run(tiny_reranker.arank(QUERY, ["a", None]))  # type: ignore[list-item]
     with pytest.raises(InvalidInputError, match=r"^top_n must be >= 1, got 0$"):
         asyncio.run(tiny_reranker.arank(QUERY, DOCS, 0))

@@ -6,6 +6,8 @@ import pkgutil
 import subprocess
 import sys
 
+import pytest
+
 import fastrerank
 
 # Everything else in the package is private (a leading underscore in its dotted name).
@@ -48,3 +50,32 @@ def test_public_api_is_exactly_all() -> None:
     fresh = subprocess.run([sys.executable, "-c", f"import fastrerank, sys; print(*[m in sys.modules for m in {heavy!r}])"],
                            capture_output=True, text=True)
     assert fresh.stdout.split() == ["False"] * len(heavy)
+
+
+def test_the_documents_argument_is_called_documents_everywhere() -> None:
+    import dataclasses
+    import inspect
+
+    from fastrerank.schemas import RankArgs, RerankerLike
+
+    callables = [fastrerank.rank, fastrerank.arank, fastrerank.Reranker.rank, fastrerank.Reranker.score,
+                 fastrerank.Reranker.arank, fastrerank.Reranker.ascore, RerankerLike.rank]
+    for function in callables:
+        parameters = list(inspect.signature(function).parameters)
+        assert "documents" in parameters and "docs" not in parameters, function.__qualname__
+    assert [field.name for field in dataclasses.fields(RankArgs)][:2] == ["query", "documents"]
+
+
+def test_documents_by_keyword_ranks_as_by_position(tiny_reranker: fastrerank.Reranker) -> None:
+    import asyncio
+
+    texts = ["apple pie", "car engine", "fruit salad"]
+    expected = tiny_reranker.rank("apple fruit", texts)
+    assert tiny_reranker.rank("apple fruit", documents=texts) == expected
+    assert asyncio.run(tiny_reranker.arank("apple fruit", documents=texts)) == expected
+    assert list(tiny_reranker.score("apple fruit", documents=texts)) == list(asyncio.run(
+        tiny_reranker.ascore("apple fruit", documents=texts)))
+    shared = fastrerank.rank("apple fruit", documents=texts, model=tiny_reranker.model_path)
+    fastrerank.clear_cache()
+    assert [item.index for item in shared] == [item.index for item in expected]
+    assert [item.score for item in shared] == pytest.approx([item.score for item in expected], abs=1e-5)  # other threads

@@ -54,15 +54,15 @@ BAD_CALLS = {
     "None query": ({"query": None}, InvalidTypeError, r"^query must be str, got NoneType$"),
     "bytes query": ({"query": b"apple"}, InvalidTypeError, r"^query must be str, got bytes$"),
     "int query": ({"query": 3}, InvalidTypeError, r"^query must be str, got int$"),
-    "docs is a str": ({"docs": "abc"}, InvalidTypeError, r"^docs must be a sequence of str, got str$"),
-    "docs is a dict": ({"docs": {"a": "b"}}, InvalidTypeError, r"^docs must be a sequence of str, got dict$"),
-    "docs is a generator": ({"docs": (d for d in DOCS)}, InvalidTypeError, r"^docs must be a sequence of str, got generator$"),
-    "docs is a set": ({"docs": {"a"}}, InvalidTypeError, r"^docs must be a sequence of str, got set$"),
-    "docs is bytes": ({"docs": b"abc"}, InvalidTypeError, r"^docs must be a sequence of str, got bytes$"),
-    "doc None": ({"docs": ["a", "b", "c", None]}, InvalidTypeError, r"^docs\[3\] must be str, got NoneType$"),
-    "doc int": ({"docs": [1]}, InvalidTypeError, r"^docs\[0\] must be str, got int$"),
-    "doc bytes": ({"docs": ["a", b"b"]}, InvalidTypeError, r"^docs\[1\] must be str, got bytes$"),
-    "doc object": ({"docs": [{"text": "a"}]}, InvalidTypeError, r"^docs\[0\] must be str, got dict$"),
+    "documents is a str": ({"documents": "abc"}, InvalidTypeError, r"^documents must be a sequence of str, got str$"),
+    "documents is a dict": ({"documents": {"a": "b"}}, InvalidTypeError, r"^documents must be a sequence of str, got dict$"),
+    "documents is a generator": ({"documents": (d for d in DOCS)}, InvalidTypeError, r"^documents must be a sequence of str, got generator$"),
+    "documents is a set": ({"documents": {"a"}}, InvalidTypeError, r"^documents must be a sequence of str, got set$"),
+    "documents is bytes": ({"documents": b"abc"}, InvalidTypeError, r"^documents must be a sequence of str, got bytes$"),
+    "doc None": ({"documents": ["a", "b", "c", None]}, InvalidTypeError, r"^documents\[3\] must be str, got NoneType$"),
+    "doc int": ({"documents": [1]}, InvalidTypeError, r"^documents\[0\] must be str, got int$"),
+    "doc bytes": ({"documents": ["a", b"b"]}, InvalidTypeError, r"^documents\[1\] must be str, got bytes$"),
+    "doc object": ({"documents": [{"text": "a"}]}, InvalidTypeError, r"^documents\[0\] must be str, got dict$"),
     "top_n 0": ({"top_n": 0}, InvalidInputError, r"^top_n must be >= 1, got 0$"),
     "top_n negative": ({"top_n": -2}, InvalidInputError, r"^top_n must be >= 1, got -2$"),
     "top_n True": ({"top_n": True}, InvalidTypeError, r"^top_n must be an int, got bool True$"),
@@ -85,8 +85,8 @@ BAD_CALLS = {
 def test_bad_argument_exact_error(case: str, method: str, tiny_reranker: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
     changes, error, message = BAD_CALLS[case]
     monkeypatch.setattr(runtime_module, "_first_token_states", _model_must_not_run)
-    call = {"query": QUERY, "docs": DOCS, **changes}
-    args = (call.pop("query"), call.pop("docs"))
+    call = {"query": QUERY, "documents": DOCS, **changes}
+    args = (call.pop("query"), call.pop("documents"))
     with pytest.raises(error, match=message):
         getattr(tiny_reranker, method)(*args, **call)
 
@@ -124,7 +124,7 @@ def test_window_too_small_names_the_computed_window(converted) -> None:  # type:
 def test_non_finite_logit_raises_inference_error(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     folder = nan_head_copy(converted("tiny"), tmp_path / "nan-head")
     with Reranker(folder, threads=1) as reranker:
-        with pytest.raises(InferenceError, match=r"non-finite score for docs\[0\] \(compute_type=float32\)"):
+        with pytest.raises(InferenceError, match=r"non-finite score for documents\[0\] \(compute_type=float32\)"):
             reranker.rank(QUERY, DOCS)
         with pytest.raises(InferenceError, match="non-finite"):
             reranker.score(QUERY, DOCS, raw=True)

@@ -146,14 +146,14 @@ BAD_ARGUMENTS = [
     (dict(query=None), InvalidTypeError, "query must be str, got NoneType"),
     (dict(query=b"apple"), InvalidTypeError, "query must be str, got bytes"),
     (dict(query=3), InvalidTypeError, "query must be str, got int"),
-    (dict(docs="abc"), InvalidTypeError, "docs must be a sequence of str, got str"),
-    (dict(docs=None), InvalidTypeError, "docs must be a sequence of str, got NoneType"),
-    (dict(docs={"a": 1}), InvalidTypeError, "docs must be a sequence of str, got dict"),
-    (dict(docs=(d for d in ["a"])), InvalidTypeError, "docs must be a sequence of str, got generator"),
-    (dict(docs=["a", "b", "c", None]), InvalidTypeError, r"docs\[3\] must be str, got NoneType"),
-    (dict(docs=["a", b"b"]), InvalidTypeError, r"docs\[1\] must be str, got bytes"),
-    (dict(docs=["a", 7]), InvalidTypeError, r"docs\[1\] must be str, got int"),
-    (dict(docs=[{"text": "a"}]), InvalidTypeError, r"docs\[0\] must be str, got dict"),
+    (dict(documents="abc"), InvalidTypeError, "documents must be a sequence of str, got str"),
+    (dict(documents=None), InvalidTypeError, "documents must be a sequence of str, got NoneType"),
+    (dict(documents={"a": 1}), InvalidTypeError, "documents must be a sequence of str, got dict"),
+    (dict(documents=(d for d in ["a"])), InvalidTypeError, "documents must be a sequence of str, got generator"),
+    (dict(documents=["a", "b", "c", None]), InvalidTypeError, r"documents\[3\] must be str, got NoneType"),
+    (dict(documents=["a", b"b"]), InvalidTypeError, r"documents\[1\] must be str, got bytes"),
+    (dict(documents=["a", 7]), InvalidTypeError, r"documents\[1\] must be str, got int"),
+    (dict(documents=[{"text": "a"}]), InvalidTypeError, r"documents\[0\] must be str, got dict"),
     (dict(top_n=0), InvalidInputError, "top_n must be >= 1, got 0"),
     (dict(top_n=-2), InvalidInputError, "top_n must be >= 1, got -2"),
     (dict(top_n=True), InvalidTypeError, "top_n must be an int, got bool True"),
@@ -170,7 +170,7 @@ BAD_ARGUMENTS = [
 
 @pytest.mark.parametrize(("changes", "error", "message"), BAD_ARGUMENTS, ids=[m for _, _, m in BAD_ARGUMENTS])
 def test_bad_arguments(changes: dict[str, object], error: type[Exception], message: str, tiny_reranker: Reranker) -> None:
-    arguments: dict[str, object] = {"query": QUERY, "docs": ["a doc"]} | changes
+    arguments: dict[str, object] = {"query": QUERY, "documents": ["a doc"]} | changes
     with pytest.raises(error, match=message) as caught:
         tiny_reranker.rank(**arguments)  # type: ignore[arg-type]
     assert isinstance(caught.value, fastrerank.FastRerankError)

@@ -83,7 +83,7 @@ def convert(
 
 def rank(
     query: str,
-    docs: Sequence[str],
+    documents: Sequence[str],
     top_n: int | None = None,
     *,
     model: str | os.PathLike[str] = DEFAULT_MODEL,
@@ -95,7 +95,7 @@ def rank(
     return_documents: bool = False,
     raw: bool = False,
 ) -> Ranking:
-    """Rank ``docs`` for ``query`` with a process-wide :class:`Reranker` for ``model``.
+    """Rank ``documents`` for ``query`` with a process-wide :class:`Reranker` for ``model``.
 
     The first call for a model loads it (converting it once if needed); later calls reuse it.
     Safe to call from many threads. See :meth:`Reranker.rank` for the options.
@@ -106,7 +106,7 @@ def rank(
         1
     """
     return with_cached_reranker(
-        lambda reranker: reranker.rank(query, docs, top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
+        lambda reranker: reranker.rank(query, documents, top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                        return_documents=return_documents, raw=raw),
         model=model, device=device, compute_type=compute_type, max_length=max_length,
     )
@@ -114,7 +114,7 @@ def rank(
 
 async def arank(
     query: str,
-    docs: Sequence[str],
+    documents: Sequence[str],
     top_n: int | None = None,
     *,
     model: str | os.PathLike[str] = DEFAULT_MODEL,
@@ -131,7 +131,7 @@ async def arank(
     Example:
         >>> ranking = await fastrerank.arank("capital of France", ["Berlin", "Paris"])  # doctest: +SKIP
     """
-    return await asyncio.to_thread(rank, query, docs, top_n, model=model, device=device, compute_type=compute_type,
+    return await asyncio.to_thread(rank, query, documents, top_n, model=model, device=device, compute_type=compute_type,
                                    max_length=max_length, overlap_tokens=overlap_tokens,
                                    max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents, raw=raw)
 

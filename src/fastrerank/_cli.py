@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     rank = commands.add_parser("rank", help="rank documents for a query and print JSON")
     rank.add_argument("query")
-    rank.add_argument("docs", nargs="*", help="documents; read one per line from stdin when none are given")
+    rank.add_argument("documents", nargs="*", help="documents; read one per line from stdin when none are given")
     rank.add_argument("--model", default=DEFAULT_MODEL, help=f"converted folder, Hugging Face folder or hub id (default {DEFAULT_MODEL})")
     rank.add_argument("--top-n", type=int, default=None)
     rank.add_argument("--max-length", type=int, default=None)
@@ -101,10 +101,10 @@ def _run_convert(args: argparse.Namespace) -> int:
 def _run_rank(args: argparse.Namespace) -> int:
     from ._reranker import Reranker
 
-    docs = args.docs or [line.rstrip("\n") for line in sys.stdin]
+    documents = args.documents or [line.rstrip("\n") for line in sys.stdin]
     progress = _print_progress if sys.stderr.isatty() else None
     with Reranker(args.model, device=args.device, compute_type=args.compute_type, max_length=args.max_length) as reranker:
-        ranking = reranker.rank(args.query, docs, args.top_n, overlap_tokens=args.overlap_tokens,
+        ranking = reranker.rank(args.query, documents, args.top_n, overlap_tokens=args.overlap_tokens,
                                 max_chunks_per_doc=args.max_chunks_per_doc, return_documents=args.return_documents,
                                 progress=progress)
     if progress is not None:

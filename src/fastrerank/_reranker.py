@@ -138,7 +138,7 @@ class Reranker:
     def rank(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         top_n: int | None = None,
         *,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
@@ -147,7 +147,7 @@ class Reranker:
         raw: bool = False,
         progress: ProgressCallback | None = None,
     ) -> Ranking:
-        """Rank ``docs`` by relevance to ``query``, best first; ties keep input order.
+        """Rank ``documents`` by relevance to ``query``, best first; ties keep input order.
 
         A document's score is the highest sigmoid score of its windows (see the window rule in
         :mod:`fastrerank._engine.chunking`), or the highest raw logit with ``raw=True``.
@@ -161,19 +161,19 @@ class Reranker:
         """
         options = check_rank_options(top_n=top_n, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                      return_documents=return_documents, raw=raw)
-        documents = check_documents(docs)
-        scores, tokens, truncated = self._score([check_query(query)], documents, _single_query(len(documents)), options,
+        texts = check_documents(documents)
+        scores, tokens, truncated = self._score([check_query(query)], texts, _single_query(len(texts)), options,
                                                 progress, _RANK_NAMES)
         order = np.argsort(-scores, kind="stable")[: options.top_n]
         results = tuple(
-            RankedDocument(int(i), float(scores[i]), documents[i] if options.return_documents else None) for i in order
+            RankedDocument(int(i), float(scores[i]), texts[i] if options.return_documents else None) for i in order
         )
         return Ranking(results=results, tokens=tokens, query_truncated=truncated)
 
     def score(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         *,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
@@ -184,8 +184,8 @@ class Reranker:
         options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                      return_documents=False, raw=raw)
         query = check_query(query)
-        documents = check_documents(docs)
-        return self._score([query], documents, _single_query(len(documents)), options, progress, _RANK_NAMES)[0]
+        texts = check_documents(documents)
+        return self._score([query], texts, _single_query(len(texts)), options, progress, _RANK_NAMES)[0]
 
     def score_pairs(
         self,
@@ -217,7 +217,7 @@ class Reranker:
     async def arank(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         top_n: int | None = None,
         *,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
@@ -235,14 +235,14 @@ class Reranker:
         Example:
             >>> ranking = await reranker.arank("capital of France", ["Paris", "Berlin"])  # doctest: +SKIP
         """
-        return await asyncio.to_thread(self.rank, query, docs, top_n, overlap_tokens=overlap_tokens,
+        return await asyncio.to_thread(self.rank, query, documents, top_n, overlap_tokens=overlap_tokens,
                                        max_chunks_per_doc=max_chunks_per_doc, return_documents=return_documents,
                                        raw=raw, progress=progress)
 
     async def ascore(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         *,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
@@ -250,7 +250,7 @@ class Reranker:
         progress: ProgressCallback | None = None,
     ) -> np.ndarray:
         """:meth:`score` in a worker thread, as :meth:`arank` runs :meth:`rank`."""
-        return await asyncio.to_thread(self.score, query, docs, overlap_tokens=overlap_tokens,
+        return await asyncio.to_thread(self.score, query, documents, overlap_tokens=overlap_tokens,
                                        max_chunks_per_doc=max_chunks_per_doc, raw=raw, progress=progress)
 
     async def ascore_pairs(
@@ -389,7 +389,7 @@ class Reranker:
 
 
 class _Names:
-    """How errors name what is scored: ``query`` and ``docs[i]`` for rank and score, ``pairs[i]`` for score_pairs."""
+    """How errors name what is scored: ``query`` and ``documents[i]`` for rank and score, ``pairs[i]`` for score_pairs."""
 
     def __init__(self, first_pair: Sequence[int] | None) -> None:
         self.pairs = first_pair  # for each distinct query, the first pair that has it
@@ -398,7 +398,7 @@ class _Names:
         return "query" if self.pairs is None else f"pairs[{self.pairs[query_index]}][0]"
 
     def item(self, index: int) -> str:
-        return f"docs[{index}]" if self.pairs is None else f"pairs[{index}]"
+        return f"documents[{index}]" if self.pairs is None else f"pairs[{index}]"
 
 
 _RANK_NAMES = _Names(None)

@@ -72,20 +72,20 @@ def check_query(query: object) -> str:
     return query
 
 
-def check_documents(docs: object) -> list[str]:
+def check_documents(documents: object) -> list[str]:
     """A list, tuple or other sized, indexable collection of ``str`` (a 1-D numpy array, a pandas
     Series), materialised once as a list. A lone string, a mapping, a set or a generator is refused.
     """
-    indexable = isinstance(docs, Sequence) or (
-        hasattr(docs, "__len__") and hasattr(docs, "__getitem__") and getattr(docs, "ndim", 1) == 1
+    indexable = isinstance(documents, Sequence) or (
+        hasattr(documents, "__len__") and hasattr(documents, "__getitem__") and getattr(documents, "ndim", 1) == 1
     )
-    if isinstance(docs, (str, bytes, bytearray, Mapping)) or not indexable:
-        raise InvalidTypeError(f"docs must be a sequence of str, got {type(docs).__name__}")
-    documents = list(docs)  # type: ignore[call-overload]
-    for index, doc in enumerate(documents):
-        if not isinstance(doc, str):
-            raise InvalidTypeError(f"docs[{index}] must be str, got {type(doc).__name__}")
-    return documents
+    if isinstance(documents, (str, bytes, bytearray, Mapping)) or not indexable:
+        raise InvalidTypeError(f"documents must be a sequence of str, got {type(documents).__name__}")
+    texts = list(documents)  # type: ignore[call-overload]
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise InvalidTypeError(f"documents[{index}] must be str, got {type(text).__name__}")
+    return texts
 
 
 @dataclass(frozen=True)

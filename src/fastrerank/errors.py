@@ -7,7 +7,7 @@ standard library keeps working::
     FastRerankError
     ├─ InvalidInputError (also ValueError)     names the parameter, the value, what was expected
     │  └─ SchemaError                          an API request that does not fit its schema
-    ├─ InvalidTypeError (also TypeError)       "docs[3] must be str, got NoneType"
+    ├─ InvalidTypeError (also TypeError)       "documents[3] must be str, got NoneType"
     ├─ ModelLoadError
     │  ├─ ModelNotFoundError (also FileNotFoundError)
     │  ├─ UnsupportedModelError                architecture, labels, position type, format version

@@ -14,7 +14,7 @@ class RankedDocument:
     """One document of a ranking.
 
     Attributes:
-        index: position of the document in the ``docs`` the caller passed.
+        index: position of the document in the ``documents`` the caller passed.
         score: relevance in [0, 1] (the sigmoid of the best window's logit), or the raw logit
             when the ranking was made with ``raw=True``.
         document: the document's text when ``return_documents=True``, else ``None``.

@@ -61,7 +61,7 @@ class FakeReranker:
     def rank(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         top_n: int | None = None,
         *,
         overlap_tokens: int = 80,
@@ -78,9 +78,9 @@ class FakeReranker:
             raise InvalidTypeError(f"query must be str, got {type(query).__name__}")
         if not query.strip():
             raise InvalidInputError("query must be a non-empty string, not only whitespace")
-        for i, doc in enumerate(docs):
+        for i, doc in enumerate(documents):
             if not isinstance(doc, str):
-                raise InvalidTypeError(f"docs[{i}] must be str, got {type(doc).__name__}")
+                raise InvalidTypeError(f"documents[{i}] must be str, got {type(doc).__name__}")
         if top_n is not None and top_n < 1:
             raise InvalidInputError(f"top_n must be >= 1, got {top_n}")
         if not 0 <= overlap_tokens <= 80:
@@ -92,12 +92,12 @@ class FakeReranker:
             raise InvalidInputError(f"max_chunks_per_doc must be >= 1, got {max_chunks_per_doc}")
         if self.delay:
             time.sleep(self.delay)
-        scores = [fake_score(query, doc) for doc in docs]
+        scores = [fake_score(query, doc) for doc in documents]
         if raw:
             scores = [math.log(s / (1 - s)) for s in scores]
-        order = sorted(range(len(docs)), key=lambda i: (-scores[i], i))[:top_n]
+        order = sorted(range(len(documents)), key=lambda i: (-scores[i], i))[:top_n]
         results = tuple(
-            RankedDocument(i, scores[i], docs[i] if return_documents else None) for i in order
+            RankedDocument(i, scores[i], documents[i] if return_documents else None) for i in order
         )
-        tokens = sum(len(query.split()) + len(doc.split()) + 4 for doc in docs)
+        tokens = sum(len(query.split()) + len(doc.split()) + 4 for doc in documents)
         return Ranking(results, tokens=tokens)

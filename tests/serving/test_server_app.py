@@ -189,11 +189,11 @@ class Tagged(FakeReranker):
         super().__init__()
         self.tag = tag
 
-    def rank(self, query: str, docs: Any, top_n: int | None = None, **options: Any) -> Any:
+    def rank(self, query: str, documents: Any, top_n: int | None = None, **options: Any) -> Any:
         from fastrerank.results import RankedDocument, Ranking
 
-        super().rank(query, docs, top_n, **options)
-        return Ranking(tuple(RankedDocument(i, self.tag) for i in range(len(docs))), tokens=1)
+        super().rank(query, documents, top_n, **options)
+        return Ranking(tuple(RankedDocument(i, self.tag) for i in range(len(documents))), tokens=1)
 
 
 def test_several_models_pick_by_name() -> None:
@@ -236,7 +236,7 @@ def test_closed_model_is_503_and_inference_failure_500_without_traceback(caplog:
     response = request(closed, "POST", "/v1/rerank", json=BODIES["/v1/rerank"])
     assert response.status_code == 503
     assert response.json()["message"] == "the model is closed; the server is shutting down"
-    broken = create_app({"m": Failing(InferenceError("NaN score for docs[1] (compute_type float16)"))})
+    broken = create_app({"m": Failing(InferenceError("NaN score for documents[1] (compute_type float16)"))})
     response = request(broken, "POST", "/rerank", json=BODIES["/rerank"])
     assert response.status_code == 500
     assert response.json() == {"error": "internal error while ranking", "error_type": "backend"}

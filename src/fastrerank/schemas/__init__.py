@@ -32,7 +32,7 @@ ctranslate2 nor tokenizers::
 
     >>> from fastrerank.schemas import cohere
     >>> class Fake:
-    ...     def rank(self, query, docs, top_n=None, **options):
+    ...     def rank(self, query, documents, top_n=None, **options):
     ...         from fastrerank.results import RankedDocument, Ranking
     ...         return Ranking((RankedDocument(1, 0.9), RankedDocument(0, 0.1)), tokens=12)
     >>> cohere.handle({"query": "q", "documents": ["a", "b"]}, Fake(), request_id="r")["results"]

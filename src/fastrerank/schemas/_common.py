@@ -78,7 +78,7 @@ class RerankerLike(Protocol):
     def rank(
         self,
         query: str,
-        docs: Sequence[str],
+        documents: Sequence[str],
         top_n: int | None = None,
         *,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
@@ -117,7 +117,7 @@ class RankArgs:
     """One call of ``rank``, as a request asks for it."""
 
     query: str
-    docs: Sequence[str]
+    documents: Sequence[str]
     top_n: int | None = None
     overlap_tokens: int = DEFAULT_OVERLAP_TOKENS
     max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS
@@ -207,7 +207,7 @@ def run_rank(reranker: RerankerLike, args: RankArgs) -> Ranking:
     try:
         return reranker.rank(
             args.query,
-            args.docs,
+            args.documents,
             args.top_n,
             overlap_tokens=args.overlap_tokens,
             max_chunks_per_doc=args.max_chunks_per_doc,
@@ -221,7 +221,7 @@ def run_rank(reranker: RerankerLike, args: RankArgs) -> Ranking:
 
 def relevance_results(
     ranking: Ranking,
-    docs: Sequence[str],
+    documents: Sequence[str],
     return_documents: bool,
     objects: Sequence[Mapping[str, Any] | None] = (),
 ) -> list[dict[str, Any]]:
@@ -233,6 +233,6 @@ def relevance_results(
         row: dict[str, Any] = {"index": item.index, "relevance_score": item.score}
         if return_documents:
             sent = objects[item.index] if item.index < len(objects) else None
-            row["document"] = dict(sent) if sent is not None else {"text": docs[item.index]}
+            row["document"] = dict(sent) if sent is not None else {"text": documents[item.index]}
         results.append(row)
     return results

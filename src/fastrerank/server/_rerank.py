@@ -103,16 +103,16 @@ class RerankEndpoints:
             parsed = await asyncio.get_running_loop().run_in_executor(None, route.shape.parse_request, body)
         args = parsed.rank_args()
         docs_field = route.shape.docs_field
-        if len(args.docs) > limits.max_documents:
+        if len(args.documents) > limits.max_documents:
             raise ServiceError(
                 ErrorKind.TOO_LARGE,
-                f"{docs_field}: at most {limits.max_documents} documents per request, got {len(args.docs)}",
+                f"{docs_field}: at most {limits.max_documents} documents per request, got {len(args.documents)}",
                 field=docs_field,
             )
         name = request.path_params.get("model") or route.model or parsed.model_name
         name, reranker = self._pick(name, required=route.shape.names_model)
         record = request.scope.get("state", {}).get(RECORD, {})
-        record.update(model=name, documents=len(args.docs))
+        record.update(model=name, documents=len(args.documents))
 
         def rank() -> tuple[Ranking, float]:
             started = time.perf_counter()
@@ -120,7 +120,7 @@ class RerankEndpoints:
 
         disconnected = lambda: wait_disconnect(request.receive)  # noqa: E731
         ranking, seconds = await self.admission.run(rank, disconnected)
-        self.metrics.observe_ranking(name, seconds, len(args.docs), ranking.tokens)
+        self.metrics.observe_ranking(name, seconds, len(args.documents), ranking.tokens)
         record["tokens"] = ranking.tokens
         served = Served(request_id=request.scope.get("state", {}).get("request_id"), model=name)
         return route.shape.build_response(ranking, parsed, served)
