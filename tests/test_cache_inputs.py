@@ -5,12 +5,15 @@ Each gives a fastrerank error that says what to change, before anything is writt
 
 from __future__ import annotations
 
+import asyncio
 import os
+import pickle
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import fastrerank
@@ -121,3 +124,84 @@ def test_good_revisions_pass_and_the_cache_folder_stays_inside_the_cache(tmp_pat
         folder = hub.converted_cache_dir(source, revision, quantization)
         assert folder.parent == tmp_path / "cache" and folder.name not in (".", ".."), folder
     assert hub.converted_cache_dir("org/name", "refs/pr/1", "int8").name.startswith("org--name--refs--pr--1--int8--")
+
+
+# --- cache_dir and local_files_only ----------------------------------------------------------------
+
+BAD_CACHE_OPTIONS = [
+    ({"cache_dir": 5}, InvalidTypeError, r"^cache_dir must be a folder path \(str or os\.PathLike\) or None, got int$"),
+    ({"cache_dir": b"/tmp/x"}, InvalidTypeError, r"^cache_dir must be a folder path \(str or os\.PathLike\) or None, got bytes$"),
+    ({"cache_dir": ["a"]}, InvalidTypeError, r"^cache_dir must be a folder path \(str or os\.PathLike\) or None, got list$"),
+    ({"cache_dir": ""}, InvalidInputError, r"^cache_dir must be a folder path, got ''$"),
+    ({"cache_dir": "  "}, InvalidInputError, r"^cache_dir must be a folder path, got '  '$"),
+    ({"local_files_only": "yes"}, InvalidTypeError, r"^local_files_only must be a bool, got str 'yes'$"),
+    ({"local_files_only": 1}, InvalidTypeError, r"^local_files_only must be a bool, got int 1$"),
+    ({"local_files_only": None}, InvalidTypeError, r"^local_files_only must be a bool, got NoneType None$"),
+]
+
+ENTRY_POINTS = {
+    "Reranker": lambda model, out, **kw: Reranker(model, **kw),
+    "rank": lambda model, out, **kw: fastrerank.rank("q", ["d"], model=model, **kw),
+    "score_pairs": lambda model, out, **kw: fastrerank.score_pairs([("q", "d")], model=model, **kw),
+    "arank": lambda model, out, **kw: asyncio.run(fastrerank.arank("q", ["d"], model=model, **kw)),
+    "convert": lambda model, out, **kw: fastrerank.convert(model, out, **kw),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize(("options", "error", "message"), BAD_CACHE_OPTIONS, ids=[str(o) for o, _, _ in BAD_CACHE_OPTIONS])
+def test_bad_cache_options_are_refused_before_anything_is_written(entry: str, options: dict[str, object], error: type[Exception],
+                                                                  message: str, hf_models: dict[str, Path], tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTRERANK_CACHE", str(tmp_path / "cache"))
+    before = _tree(tmp_path)
+    with pytest.raises(error, match=message):
+        ENTRY_POINTS[entry](hf_models["tiny"], tmp_path / "out", **options)
+    assert _tree(tmp_path) == before
+
+
+def test_a_cache_dir_that_is_a_file_is_refused(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(InvalidInputError, match=rf"^cache_dir must be a folder, but {re.escape(repr(str(tmp_path / 'afile')))} is a file$"):
+        Reranker(hf_models["tiny"], cache_dir=tmp_path / "afile")
+
+
+def test_cache_dir_holds_the_conversion_instead_of_fastrerank_cache(hf_models: dict[str, Path], converted, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FASTRERANK_CACHE", str(tmp_path / "env-cache"))
+    with Reranker(hf_models["tiny"], compute_type="float32", threads=1, cache_dir=str(tmp_path / "mine")) as reranker, \
+            Reranker(converted("tiny"), threads=1) as reference:
+        assert reranker.model_path.parent == tmp_path / "mine"
+        np.testing.assert_allclose(reranker.score("apple fruit", ["apple pie", "car engine"]),
+                                   reference.score("apple fruit", ["apple pie", "car engine"]), atol=1e-6)
+        copy = pickle.loads(pickle.dumps(reranker))  # loads again from the same cache_dir
+        with copy:
+            assert copy.model_path == reranker.model_path
+    assert not (tmp_path / "env-cache").exists()
+    with Reranker(hf_models["tiny"], compute_type="float32", threads=1) as by_environment:  # the default is still the variable
+        assert by_environment.model_path.parent == tmp_path / "env-cache"
+
+
+def test_an_unwritable_cache_dir_says_to_pass_another(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("not a folder")
+    cache = tmp_path / "afile" / "cache"
+    with pytest.raises(ModelLoadError, match=rf"^cannot write the conversion cache '{re.escape(str(cache))}' \(Not a directory\); "
+                                             r"pass a writable folder as cache_dir$"):
+        Reranker(hf_models["tiny"], threads=1, cache_dir=cache)
+
+
+def test_the_process_cache_keys_on_cache_dir_but_shares_across_local_files_only(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    from fastrerank import _api
+
+    fastrerank.clear_cache()
+    try:
+        model = hf_models["tiny"]
+        first = fastrerank.rank("apple", ["apple pie"], model=model, compute_type="float32", cache_dir=tmp_path / "a")
+        again = fastrerank.rank("apple", ["apple pie"], model=model, compute_type="float32", cache_dir=str(tmp_path / "a"),
+                                local_files_only=True)  # the same model: no second copy for local_files_only
+        assert len(_api._cache) == 1 and again == first
+        other = fastrerank.score_pairs([("apple", "apple pie")], model=model, compute_type="float32", cache_dir=tmp_path / "b")
+        assert sorted(reranker.model_path.parent for reranker in _api._cache.values()) == [tmp_path / "a", tmp_path / "b"]
+        assert other[0] == pytest.approx(first[0].score, abs=1e-6)
+    finally:
+        fastrerank.clear_cache()

@@ -37,11 +37,16 @@ def refuse(*args, **kwargs):
 socket.socket.connect = refuse
 socket.socket.connect_ex = refuse
 socket.getaddrinfo = refuse  # a lookup comes before any connect; this sandbox has no DNS anyway
-from fastrerank import FastRerankError, Reranker
+from fastrerank import FastRerankError, Reranker, convert
+options = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}
 start = time.perf_counter()
 try:
-    with Reranker(sys.argv[1], compute_type="float32", threads=1) as reranker:
-        outcome = {"scores": reranker.score(*json.loads(sys.argv[2])).tolist(), "path": str(reranker.model_path)}
+    target = options.pop("convert_to", None)
+    if target is not None:
+        outcome = {"path": str(convert(sys.argv[1], target, quantization="float32", **options))}
+    else:
+        with Reranker(sys.argv[1], compute_type="float32", threads=1, **options) as reranker:
+            outcome = {"scores": reranker.score(*json.loads(sys.argv[2])).tolist(), "path": str(reranker.model_path)}
 except FastRerankError as err:
     outcome = {"error": type(err).__name__, "message": str(err)}
 outcome.update(seconds=time.perf_counter() - start, connects=connects)
@@ -60,10 +65,11 @@ def _fake_hub_cache(hf_home: Path, source: Path) -> Path:
     return snapshot
 
 
-def _run(tmp_path: Path, *, offline: bool = True) -> dict:  # type: ignore[type-arg]
+def _run(tmp_path: Path, *, offline: bool = True, **options: object) -> dict:  # type: ignore[type-arg]
+    """The child's outcome; ``options`` are keywords of ``Reranker`` (or ``convert`` with ``convert_to``)."""
     env = {"HF_HOME": str(tmp_path / "hf-home"), "FASTRERANK_CACHE": str(tmp_path / "converted"),
            "HF_HUB_OFFLINE": "1" if offline else "0", "HF_HUB_DISABLE_TELEMETRY": "1"}
-    done = run_python(_CHILD, REPO, json.dumps([QUERY, DOCS]), env=env, timeout=120)
+    done = run_python(_CHILD, REPO, json.dumps([QUERY, DOCS]), json.dumps(options), env=env, timeout=120)
     assert done.returncode == 0, describe(done)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -110,6 +116,44 @@ def test_g11_offline_cold_cache_fails_fast_naming_repo_and_offline(tmp_path: Pat
     online = _run(tmp_path, offline=False)  # the same call online does try the network: the probe works
     assert online["error"] == "ModelNotFoundError" and online["connects"], online
     assert _converted_folders(tmp_path) == []
+
+
+@pytest.mark.slow
+def test_local_files_only_finds_a_hub_id_under_cache_dir_with_zero_connects(hf_models: dict[str, Path], tmp_path: Path) -> None:
+    """HF_HUB_OFFLINE is not set: local_files_only alone keeps the network out."""
+    expected = _expected(hf_models["tiny"])
+    mine = tmp_path / "mine"
+    _fake_hub_cache(mine, hf_models["tiny"])  # downloads live in <cache_dir>/hub
+    first = _run(tmp_path, offline=False, cache_dir=str(mine), local_files_only=True)
+    assert first["connects"] == [], first
+    np.testing.assert_allclose(first["scores"], expected, atol=1e-5)
+    assert Path(first["path"]).parent == mine  # converted into cache_dir, not FASTRERANK_CACHE
+    assert _converted_folders(tmp_path) == []
+
+    shutil.rmtree(mine / "hub")  # only the conversion is left in cache_dir
+    warm = _run(tmp_path, offline=False, cache_dir=str(mine), local_files_only=True)
+    assert warm["connects"] == [] and warm["path"] == first["path"], warm
+    np.testing.assert_allclose(warm["scores"], expected, atol=1e-5)
+
+    converted = _run(tmp_path, offline=False, cache_dir=str(tmp_path / "elsewhere"), local_files_only=True,
+                     convert_to=str(tmp_path / "out"))
+    assert converted["error"] == "ModelNotFoundError", converted  # another cache_dir holds nothing
+    _fake_hub_cache(tmp_path / "elsewhere", hf_models["tiny"])
+    converted = _run(tmp_path, offline=False, cache_dir=str(tmp_path / "elsewhere"), local_files_only=True,
+                     convert_to=str(tmp_path / "out"))
+    assert converted == {"path": str(tmp_path / "out"), "connects": [], "seconds": converted["seconds"]}
+
+
+def test_local_files_only_without_the_model_fails_naming_it_and_never_connects(tmp_path: Path) -> None:
+    (tmp_path / "hf-home").mkdir()
+    for options in ({"local_files_only": True}, {"local_files_only": True, "convert_to": str(tmp_path / "out")}):
+        cold = _run(tmp_path, offline=False, **options)  # type: ignore[arg-type]
+        assert cold["error"] == "ModelNotFoundError", cold
+        assert cold["message"] == "'org/name' (revision main) is not in the local cache and local_files_only=True"
+        assert cold["connects"] == [], cold
+    online = _run(tmp_path, offline=False)  # the same call without it does try the network: the probe works
+    assert online["error"] == "ModelNotFoundError" and online["connects"], online
+    assert _converted_folders(tmp_path) == [] and not (tmp_path / "out").exists()
 
 
 def _truncate(path: Path) -> None:

@@ -82,7 +82,8 @@ def test_serialisation_round_trip(converted) -> None:  # type: ignore[no-untyped
     data = ranker.to_dict()
     assert data == {"type": "fastrerank.integrations.haystack.FastRerankRanker",
                     "init_parameters": {"model": folder, "top_k": 3, "device": "auto", "compute_type": "default",
-                                        "max_length": None, "overlap_tokens": 5, "max_chunks_per_doc": 1024, "raw": True}}
+                                        "max_length": None, "overlap_tokens": 5, "max_chunks_per_doc": 1024, "raw": True,
+                                        "cache_dir": None, "local_files_only": False}}
     assert FastRerankRanker.from_dict(data).to_dict() == data
     try:
         pipeline = _pipeline(ranker)
@@ -90,6 +91,19 @@ def test_serialisation_round_trip(converted) -> None:  # type: ignore[no-untyped
         assert _found(_run(loaded)) == _found(_run(pipeline))
     finally:
         fastrerank.clear_cache()
+
+
+def test_cache_dir_and_local_files_only_are_kept_and_reach_the_model(hf_models, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    ranker = FastRerankRanker(hf_models["tiny"], compute_type="float32", cache_dir=tmp_path / "mine", local_files_only=True)
+    parameters = ranker.to_dict()["init_parameters"]
+    assert (parameters["cache_dir"], parameters["local_files_only"]) == (str(tmp_path / "mine"), True)
+    try:
+        FastRerankRanker.from_dict(ranker.to_dict()).warm_up()
+        assert [reranker.model_path.parent for reranker in fastrerank._api._cache.values()] == [tmp_path / "mine"]
+    finally:
+        fastrerank.clear_cache()
+    with pytest.raises(InvalidTypeError, match=r"^cache_dir must be a folder path \(str or os\.PathLike\) or None, got int$"):
+        FastRerankRanker("some/model", cache_dir=5)  # type: ignore[arg-type]
 
 
 def test_a_given_reranker_gives_exactly_its_rank_scores(tiny_reranker: Reranker) -> None:

@@ -54,6 +54,19 @@ def test_retriever_chain_keeps_top_n_with_rank_scores(converted, tiny_reranker: 
         fastrerank.clear_cache()
 
 
+def test_cache_dir_and_local_files_only_reach_the_shared_model(hf_models, tiny_reranker: Reranker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    compressor = FastRerankCompressor(hf_models["tiny"], top_n=3, compute_type="float32", cache_dir=tmp_path / "mine",
+                                      local_files_only=True)
+    try:
+        found = _found(list(compressor.compress_documents(_documents(), QUERY)))
+        expected = expected_ranking(tiny_reranker, TEXTS, 3)
+        assert [text for text, _ in found] == [text for text, _ in expected]
+        np.testing.assert_allclose([score for _, score in found], [score for _, score in expected], rtol=0, atol=1e-5)
+        assert [reranker.model_path.parent for reranker in fastrerank._api._cache.values()] == [tmp_path / "mine"]
+    finally:
+        fastrerank.clear_cache()
+
+
 def test_a_given_reranker_gives_exactly_its_rank_scores(tiny_reranker: Reranker) -> None:
     compressor = FastRerankCompressor(tiny_reranker, top_n=None, raw=True)
     found = compressor.compress_documents(_documents(), QUERY)
@@ -80,8 +93,14 @@ def test_bad_arguments(tiny_reranker: Reranker) -> None:
         FastRerankCompressor(tiny_reranker, top_n=0)
     with pytest.raises(InvalidTypeError, match=r"^model must be a path, a hub id or a fastrerank.Reranker, got int$"):
         FastRerankCompressor(5)  # type: ignore[arg-type]
-    with pytest.raises(InvalidInputError, match="device, compute_type and max_length apply to a model path or hub id"):
-        FastRerankCompressor(tiny_reranker, device="cpu")
+    for option in ({"device": "cpu"}, {"cache_dir": "x"}, {"local_files_only": True}):
+        with pytest.raises(InvalidInputError, match=r"^device, compute_type, max_length, cache_dir and local_files_only apply "
+                                                    r"to a model path or hub id; a Reranker passed as model keeps its own$"):
+            FastRerankCompressor(tiny_reranker, **option)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match=r"^cache_dir must be a folder path \(str or os\.PathLike\) or None, got int$"):
+        FastRerankCompressor("some/model", cache_dir=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidTypeError, match=r"^local_files_only must be a bool, got str 'no'$"):
+        FastRerankCompressor("some/model", local_files_only="no")  # type: ignore[arg-type]
     compressor = FastRerankCompressor(tiny_reranker)
     with pytest.raises(InvalidTypeError, match=r"^documents\[1\] must be a langchain Document, got str$"):
         compressor.compress_documents([Document(page_content="a"), "b"], QUERY)  # type: ignore[list-item]

@@ -52,6 +52,21 @@ def test_query_engine_over_an_index_keeps_top_n_with_rank_scores(converted, tiny
         fastrerank.clear_cache()
 
 
+def test_cache_dir_and_local_files_only_reach_the_shared_model(hf_models, tiny_reranker: Reranker, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    postprocessor = FastRerankPostprocessor(hf_models["tiny"], top_n=3, compute_type="float32", cache_dir=tmp_path / "mine",
+                                            local_files_only=True)
+    try:
+        found = _found(postprocessor.postprocess_nodes([NodeWithScore(node=node) for node in _nodes()], query_str=QUERY))
+        expected = expected_ranking(tiny_reranker, TEXTS, 3)
+        assert [text for text, _ in found] == [text for text, _ in expected]
+        np.testing.assert_allclose([score for _, score in found], [score for _, score in expected], rtol=0, atol=1e-5)
+        assert [reranker.model_path.parent for reranker in fastrerank._api._cache.values()] == [tmp_path / "mine"]
+    finally:
+        fastrerank.clear_cache()
+    with pytest.raises(InvalidTypeError, match=r"^local_files_only must be a bool, got int 1$"):
+        FastRerankPostprocessor("some/model", local_files_only=1)  # type: ignore[arg-type]
+
+
 def test_a_given_reranker_gives_exactly_its_rank_scores(tiny_reranker: Reranker) -> None:
     nodes = [NodeWithScore(node=node, score=0.5) for node in _nodes()]
     postprocessor = FastRerankPostprocessor(tiny_reranker, top_n=None)

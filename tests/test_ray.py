@@ -249,6 +249,14 @@ def test_bad_options_fail_at_construction(converted, options, error):  # type: i
         RerankScorer(converted("tiny"), **options)
 
 
+def test_cache_dir_and_local_files_only_reach_the_reranker(hf_models, converted, pairs_frame, tmp_path):  # type: ignore[no-untyped-def]
+    scorer = RerankScorer(hf_models["tiny"], threads=1, compute_type="float32", cache_dir=tmp_path / "mine",
+                          local_files_only=True)
+    assert scorer.reranker.model_path.parent == tmp_path / "mine"
+    expected = RerankScorer(converted("tiny"), threads=1)(pairs_frame)["score"].to_numpy()
+    np.testing.assert_allclose(scorer(pairs_frame)["score"].to_numpy(), expected, rtol=0, atol=1e-6)
+
+
 def test_top_n_of_a_group_sorts_by_score_then_order_key():
     group = pa.table({"doc_id": ["d3", "d1", "d2", "d0"], "score": [0.5, 0.9, 0.5, 0.5]})
     top = _top_n_of_group(group, n=3, score_column="score", order_key="doc_id", rank_column="rank")

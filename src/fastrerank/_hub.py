@@ -22,6 +22,7 @@ __all__ = [
     "check_revision",
     "converted_cache_dir",
     "download_snapshot",
+    "hub_cache",
     "hub_id_problem",
     "is_offline",
     "looks_like_hub_id",
@@ -91,8 +92,10 @@ def check_revision(revision: object) -> str | None:
     return revision
 
 
-def cache_root() -> Path:
-    """Where converted models are kept: ``$FASTRERANK_CACHE``, else ``$HF_HOME/fastrerank``."""
+def cache_root(cache_dir: Path | None = None) -> Path:
+    """Where converted models are kept: ``cache_dir`` when given, else ``$FASTRERANK_CACHE``, else ``$HF_HOME/fastrerank``."""
+    if cache_dir is not None:
+        return cache_dir
     explicit = os.environ.get("FASTRERANK_CACHE")
     if explicit:
         return Path(explicit)
@@ -103,11 +106,18 @@ def cache_root() -> Path:
     return Path(xdg) / "huggingface" / "fastrerank"
 
 
-def converted_cache_dir(source: str, revision: str | None, quantization: str) -> Path:
+def hub_cache(cache_dir: Path | None) -> Path | None:
+    """Where hub downloads are kept: ``<cache_dir>/hub`` (huggingface_hub's layout) when ``cache_dir`` is given,
+    else ``None``, huggingface_hub's own cache (``$HF_HUB_CACHE``, ``$HF_HOME/hub``)."""
+    return None if cache_dir is None else cache_dir / "hub"
+
+
+def converted_cache_dir(source: str, revision: str | None, quantization: str, *, cache_dir: Path | None = None) -> Path:
     """The cache folder of one (source, revision, quantization): readable name plus a short hash.
 
     Every part of the name is reduced to word characters, ``.`` and ``-`` and the parts are joined
-    with ``--``, so the folder is always a direct child of :func:`cache_root`, whatever they hold.
+    with ``--``, so the folder is always a direct child of :func:`cache_root` (of ``cache_dir`` when
+    given), whatever they hold.
 
     Raises:
         InvalidInputError: ``revision`` is not a safe ref name (see :func:`check_revision`).
@@ -116,7 +126,7 @@ def converted_cache_dir(source: str, revision: str | None, quantization: str) ->
     key = f"{source}@{revision or 'default'}#{quantization}"
     parts = [_readable(source)[-80:], _readable(revision or "default")[-80:], _readable(quantization)[-40:]]
     digest = hashlib.sha256(key.encode()).hexdigest()[:12]
-    root = cache_root()
+    root = cache_root(cache_dir)
     folder = root / "--".join([*parts, digest])
     # The name has no separator and is never '.' or '..', so this cannot fail; it states the
     # invariant that the cache's locks and replacements rely on (symlinks are not followed: a
@@ -131,16 +141,26 @@ def _readable(text: str) -> str:
     return re.sub(r"[^\w.-]+", "--", text.strip("/"))
 
 
-def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle: bool = False) -> Path:
+def download_snapshot(
+    repo_id: str,
+    revision: str | None = None,
+    *,
+    allow_pickle: bool = False,
+    cache_dir: Path | None = None,
+    local_files_only: bool = False,
+) -> Path:
     """Download (or find in the cache) the files a reranker needs, and verify them.
 
-    Honours ``HF_HOME``, ``HF_HUB_CACHE``, ``HF_TOKEN`` and ``HF_HUB_OFFLINE``. A snapshot that
-    fails verification is downloaded again once (online) or refused (offline).
+    The snapshot is kept in :func:`hub_cache` of ``cache_dir``: huggingface_hub's own cache when
+    it is ``None`` (honouring ``HF_HOME`` and ``HF_HUB_CACHE``). ``HF_TOKEN`` is honoured. With
+    ``local_files_only=True``, or when ``HF_HUB_OFFLINE`` is set, the network is never used
+    (huggingface_hub's ``local_files_only``): only a snapshot already in the cache is found. A
+    snapshot that fails verification is downloaded again once (online) or refused (offline).
 
     Raises:
         InvalidInputError: ``revision`` is not a safe ref name (checked before anything is written).
         ModelNotFoundError: unknown, gated or private repository, unknown revision, or offline
-            with nothing cached.
+            (``local_files_only`` or ``HF_HUB_OFFLINE``) with nothing cached.
         CorruptModelError: the files stay inconsistent after a fresh download, or offline.
     """
     from huggingface_hub import snapshot_download
@@ -154,13 +174,14 @@ def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle
 
     check_revision(revision)
     patterns = _PATTERNS + (["pytorch_model.bin"] if allow_pickle else [])
-    offline = is_offline()
+    offline = local_files_only or is_offline()
     where = f"{repo_id!r} (revision {revision or 'main'})"
+    downloads = hub_cache(cache_dir)
     for attempt in range(2):
         try:
             folder = Path(snapshot_download(
                 repo_id, revision=revision, allow_patterns=patterns, local_files_only=offline,
-                force_download=attempt > 0, library_name="fastrerank",
+                force_download=attempt > 0, library_name="fastrerank", cache_dir=downloads,
             ))
         except GatedRepoError as err:
             raise ModelNotFoundError(f"{where} is gated: accept its terms and set HF_TOKEN") from err
@@ -169,7 +190,8 @@ def download_snapshot(repo_id: str, revision: str | None = None, *, allow_pickle
         except RevisionNotFoundError as err:
             raise ModelNotFoundError(f"revision {revision!r} of {repo_id!r} does not exist") from err
         except LocalEntryNotFoundError as err:
-            reason = "HF_HUB_OFFLINE is set" if offline else "the hub cannot be reached"
+            reason = ("local_files_only=True" if local_files_only else "HF_HUB_OFFLINE is set" if offline
+                      else "the hub cannot be reached")
             raise ModelNotFoundError(f"{where} is not in the local cache and {reason}") from err
         except (HfHubHTTPError, OSError) as err:
             raise ModelNotFoundError(f"downloading {where} failed: {err}") from err

@@ -2,9 +2,10 @@
 
 ``model`` may be a folder made by :func:`fastrerank.convert` (used as it is), a Hugging Face model
 folder, or a hub id. The last two are converted once into the cache
-(:func:`fastrerank._hub.cache_root`), keyed by source, revision and quantization, under a file
-lock so that two processes converting the same model produce one folder. A valid cached
-conversion is used without any network call, which is what makes offline use work. A fresh
+(:func:`fastrerank._hub.cache_root`: ``cache_dir``, else ``$FASTRERANK_CACHE``), keyed by source,
+revision and quantization, under a file lock so that two processes converting the same model
+produce one folder. A valid cached conversion is used without any network call, which is what
+makes offline use (``local_files_only=True``, ``HF_HUB_OFFLINE=1``) work. A fresh
 conversion is checked against its sha256 before it is used, so a write that went wrong on the
 way to disk is caught once, where loading later checks only sizes.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 from . import _hub as hub
 from . import _model_format as model_format
 from ._conversion import convert_folder
+from ._validation import DEFAULT_CACHE_OPTIONS, CacheOptions
 from .errors import CorruptModelError, FastRerankError, InvalidTypeError, ModelLoadError, ModelNotFoundError, describe_value
 
 __all__ = ["conversion_quantization", "local_folder_or_hub_id", "resolve_model"]
@@ -71,6 +73,7 @@ def resolve_model(
     quantization: str,
     revision: str | None = None,
     allow_pickle: bool = False,
+    cache: CacheOptions = DEFAULT_CACHE_OPTIONS,
 ) -> Path:
     """Return a converted folder for ``model``; see the module docstring.
 
@@ -86,11 +89,11 @@ def resolve_model(
             # say so instead of reading CTranslate2's config.json as a Hugging Face one.
             model_format.read_metadata(path)
         if (path / "config.json").is_file():
-            return _cached_conversion(path, _local_key(path), None, quantization, allow_pickle)
+            return _cached_conversion(path, _local_key(path), None, quantization, allow_pickle, cache)
         raise ModelNotFoundError(
             f"{name!r} is neither a converted fastrerank folder (fastrerank.json) nor a Hugging Face model folder (config.json)"
         )
-    return _cached_conversion(None, name, revision, quantization, allow_pickle)
+    return _cached_conversion(None, name, revision, quantization, allow_pickle, cache)
 
 
 def _local_key(folder: Path) -> str:
@@ -115,11 +118,11 @@ def _valid_cache(folder: Path, quantization: str) -> bool:
 
 
 def _cached_conversion(
-    local: Path | None, key: str, revision: str | None, quantization: str, allow_pickle: bool
+    local: Path | None, key: str, revision: str | None, quantization: str, allow_pickle: bool, cache: CacheOptions
 ) -> Path:
     from filelock import FileLock
 
-    target = hub.converted_cache_dir(key, revision, quantization)
+    target = hub.converted_cache_dir(key, revision, quantization, cache_dir=cache.cache_dir)
     if _valid_cache(target, quantization):
         return target
     lock = FileLock(str(target) + ".lock")
@@ -127,14 +130,15 @@ def _cached_conversion(
         target.parent.mkdir(parents=True, exist_ok=True)
         lock.acquire()
     except OSError as err:
+        remedy = "pass a writable folder as cache_dir" if cache.cache_dir is not None else "set FASTRERANK_CACHE to a writable folder"
         raise ModelLoadError(
-            f"cannot write the conversion cache {str(target.parent)!r} ({err.strerror or err}); "
-            "set FASTRERANK_CACHE to a writable folder"
+            f"cannot write the conversion cache {str(target.parent)!r} ({err.strerror or err}); {remedy}"
         ) from err
     try:
         if _valid_cache(target, quantization):  # another process finished it while we waited
             return target
-        source = local or hub.download_snapshot(key, revision, allow_pickle=allow_pickle)
+        source = local or hub.download_snapshot(key, revision, allow_pickle=allow_pickle, cache_dir=cache.cache_dir,
+                                                local_files_only=cache.local_files_only)
         logger.info("converting %s (%s) into %s", key, quantization, target)
         converted = convert_folder(
             source, target, quantization=quantization, force=True, allow_pickle=allow_pickle,

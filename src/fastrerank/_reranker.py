@@ -28,6 +28,7 @@ from ._validation import (
     DEFAULT_MAX_CHUNKS_PER_DOC,
     DEFAULT_OVERLAP_TOKENS,
     RankOptions,
+    check_cache_options,
     check_documents,
     check_int,
     check_pairs,
@@ -75,6 +76,20 @@ class Reranker:
             ``None`` (default): 1024 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
+        cache_dir: where conversions are cached, and hub downloads (in ``<cache_dir>/hub``).
+            ``None`` (default): conversions in ``$FASTRERANK_CACHE``, else ``$HF_HOME/fastrerank``,
+            and downloads in huggingface_hub's own cache (``$HF_HUB_CACHE``).
+        local_files_only: never use the network: a hub id must already be converted in the cache
+            or downloaded, else :class:`~fastrerank.ModelNotFoundError`. ``HF_HUB_OFFLINE=1``
+            does the same for every call.
+
+    Raises:
+        InvalidTypeError: an argument has the wrong type (``cache_dir`` an int, ...).
+        InvalidInputError: an argument has a value outside what is accepted (an unknown device,
+            ``threads`` above :func:`max_threads`, a ``max_length`` above the model's positions...).
+        ModelNotFoundError: no such folder, or a hub id that is unknown, or not found locally
+            when ``local_files_only=True`` or offline.
+        ModelLoadError: the model cannot be loaded or converted (its subclasses say why).
 
     A Reranker changes nothing in the process it runs in: not malloc, not the environment (on a
     CPU with AVX-512, ``CT2_FORCE_CPU_ISA`` is set only while the first model loads, see
@@ -100,9 +115,12 @@ class Reranker:
         batch_tokens: int | None = None,
         revision: str | None = None,
         allow_pickle: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> None:
         # Device and compute type are checked before anything is converted: CTranslate2 would only
         # refuse them when loading the model, with an error that reads like a broken model folder.
+        cache = check_cache_options(cache_dir, local_files_only)
         self.device = _resolve_device(device)
         _check_compute_type(compute_type, self.device)
         threads = check_int("threads", threads, minimum=0, maximum=max_threads())
@@ -113,8 +131,11 @@ class Reranker:
         # What a copy or an unpickled Reranker is loaded from (see __reduce__).
         self._init_args = (os.fspath(model) if isinstance(model, os.PathLike) else model,
                            {"device": device, "compute_type": compute_type, "max_length": max_length, "threads": threads,
-                            "batch_tokens": batch_tokens, "revision": revision, "allow_pickle": allow_pickle})
-        self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle)
+                            "batch_tokens": batch_tokens, "revision": revision, "allow_pickle": allow_pickle,
+                            "cache_dir": None if cache.cache_dir is None else str(cache.cache_dir),
+                            "local_files_only": cache.local_files_only})
+        self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle,
+                                              cache=cache)
         self.metadata = model_format.verify_folder(self.model_path)
         self.max_length = self._check_max_length(max_length)
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)

@@ -6,8 +6,10 @@ Every message names the parameter, the value (cut to 80 characters) and what was
 from __future__ import annotations
 
 import operator
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -17,8 +19,11 @@ __all__ = [
     "DEFAULT_MAX_CHUNKS_PER_DOC",
     "DEFAULT_OVERLAP_TOKENS",
     "MAX_OVERLAP_TOKENS",
+    "DEFAULT_CACHE_OPTIONS",
+    "CacheOptions",
     "CheckedPairs",
     "RankOptions",
+    "check_cache_options",
     "check_documents",
     "check_pairs",
     "check_query",
@@ -59,6 +64,39 @@ def check_bool(name: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise InvalidTypeError(f"{name} must be a bool, got {type(value).__name__} {describe_value(value)}")
     return value
+
+
+@dataclass(frozen=True)
+class CacheOptions:
+    """Where models are cached and whether the hub may be asked: ``cache_dir`` and ``local_files_only``, checked."""
+
+    cache_dir: Path | None  # absolute; None: the environment decides (FASTRERANK_CACHE, huggingface_hub's cache)
+    local_files_only: bool
+
+
+DEFAULT_CACHE_OPTIONS = CacheOptions(None, False)
+
+
+def check_cache_options(cache_dir: object, local_files_only: object) -> CacheOptions:
+    """``cache_dir`` (``None`` or a folder path, ``~`` expanded, made absolute) and ``local_files_only`` (a bool).
+
+    Raises:
+        InvalidTypeError: ``cache_dir`` is not a str, an ``os.PathLike`` or ``None``;
+            ``local_files_only`` is not a bool.
+        InvalidInputError: ``cache_dir`` is empty, or names an existing file.
+    """
+    local = check_bool("local_files_only", local_files_only)
+    if cache_dir is None:
+        return CacheOptions(None, local)
+    path = os.fspath(cache_dir) if isinstance(cache_dir, (str, os.PathLike)) else None
+    if not isinstance(path, str):
+        raise InvalidTypeError(f"cache_dir must be a folder path (str or os.PathLike) or None, got {type(cache_dir).__name__}")
+    if not path.strip():
+        raise InvalidInputError(f"cache_dir must be a folder path, got {describe_value(path)}")
+    folder = Path(os.path.abspath(Path(path).expanduser()))
+    if folder.exists() and not folder.is_dir():
+        raise InvalidInputError(f"cache_dir must be a folder, but {path!r} is a file")
+    return CacheOptions(folder, local)
 
 
 def check_query(query: object) -> str:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from .._api import with_cached_reranker
 from .._reranker import Reranker
-from .._validation import RankOptions, check_int, check_rank_options
+from .._validation import DEFAULT_CACHE_OPTIONS, RankOptions, check_cache_options, check_int, check_rank_options
 from ..errors import InvalidInputError, InvalidTypeError, MissingDependencyError
 from ..results import Ranking
 
@@ -48,11 +48,13 @@ class RerankerSource:
     """
 
     def __init__(self, model: str | os.PathLike[str] | Reranker, *, device: str, compute_type: str,
-                 max_length: int | None) -> None:
+                 max_length: int | None, cache_dir: str | os.PathLike[str] | None = None,
+                 local_files_only: bool = False) -> None:
+        self.cache = check_cache_options(cache_dir, local_files_only)
         if isinstance(model, Reranker):
-            if (device, compute_type, max_length) != ("auto", "default", None):
-                raise InvalidInputError("device, compute_type and max_length apply to a model path or hub id; "
-                                        "a Reranker passed as model keeps its own")
+            if (device, compute_type, max_length, self.cache) != ("auto", "default", None, DEFAULT_CACHE_OPTIONS):
+                raise InvalidInputError("device, compute_type, max_length, cache_dir and local_files_only apply to a "
+                                        "model path or hub id; a Reranker passed as model keeps its own")
             self.reranker: Reranker | None = model
             self.model = str(model.model_path)
         elif isinstance(model, (str, os.PathLike)):
@@ -71,7 +73,8 @@ class RerankerSource:
         if self.reranker is not None:
             return call(self.reranker)
         return with_cached_reranker(call, model=self.model, device=self.device, compute_type=self.compute_type,
-                                    max_length=self.max_length)
+                                    max_length=self.max_length, cache_dir=self.cache.cache_dir,
+                                    local_files_only=self.cache.local_files_only)
 
     async def arank(self, query: str, texts: Sequence[str], top_n: int | None, options: RankOptions) -> Ranking:
         """:meth:`rank` in a worker thread, so that the event loop keeps running (the model loads there too)."""
@@ -82,7 +85,8 @@ class RerankerSource:
         if self.reranker is not None:
             return self.reranker
         return with_cached_reranker(lambda reranker: reranker, model=self.model, device=self.device,
-                                    compute_type=self.compute_type, max_length=self.max_length)
+                                    compute_type=self.compute_type, max_length=self.max_length,
+                                    cache_dir=self.cache.cache_dir, local_files_only=self.cache.local_files_only)
 
     def settings(self) -> dict[str, object]:
         """What makes the same source again (for serialisation): a given Reranker is named by its folder."""
@@ -90,5 +94,7 @@ class RerankerSource:
             # The folder it loaded (converted already) with the compute type it was asked for.
             compute_type = self.reranker._init_args[1]["compute_type"]
             return {"model": self.model, "device": self.reranker.device, "compute_type": compute_type,
-                    "max_length": self.reranker.max_length}
-        return {"model": self.model, "device": self.device, "compute_type": self.compute_type, "max_length": self.max_length}
+                    "max_length": self.reranker.max_length, "cache_dir": None, "local_files_only": False}
+        return {"model": self.model, "device": self.device, "compute_type": self.compute_type, "max_length": self.max_length,
+                "cache_dir": None if self.cache.cache_dir is None else str(self.cache.cache_dir),
+                "local_files_only": self.cache.local_files_only}

@@ -50,7 +50,8 @@ class FastRerankRanker:
             process-wide cache, shared with :func:`fastrerank.rank`), or a
             :class:`~fastrerank.Reranker` to use as it is.
         top_k: documents to keep (10 by default, as Haystack's rankers); ``None`` keeps them all.
-        device, compute_type, max_length: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        device, compute_type, max_length, cache_dir, local_files_only: as for :class:`~fastrerank.Reranker`,
+            when ``model`` is not one.
         overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
 
     Example:
@@ -70,10 +71,13 @@ class FastRerankRanker:
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> None:
         self.top_k, self._options = check_settings(top_name="top_k", top=top_k, overlap_tokens=overlap_tokens,
                                                    max_chunks_per_doc=max_chunks_per_doc, raw=raw)
-        self._source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length)
+        self._source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length,
+                                      cache_dir=cache_dir, local_files_only=local_files_only)
 
     def warm_up(self) -> None:
         """Load the model now, rather than at the first run."""
@@ -85,7 +89,8 @@ class FastRerankRanker:
         return default_to_dict(self, model=settings["model"], top_k=self.top_k, device=settings["device"],
                                compute_type=settings["compute_type"], max_length=settings["max_length"],
                                overlap_tokens=self._options.overlap_tokens,
-                               max_chunks_per_doc=self._options.max_chunks_per_doc, raw=self._options.raw)
+                               max_chunks_per_doc=self._options.max_chunks_per_doc, raw=self._options.raw,
+                               cache_dir=settings["cache_dir"], local_files_only=settings["local_files_only"])
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> FastRerankRanker:

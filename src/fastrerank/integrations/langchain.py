@@ -49,7 +49,8 @@ class FastRerankCompressor(BaseDocumentCompressor):
             fastrerank's process-wide cache, shared with :func:`fastrerank.rank`), or a
             :class:`~fastrerank.Reranker` to use as it is.
         top_n: documents to keep; ``None`` keeps them all, reordered.
-        device, compute_type, max_length: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        device, compute_type, max_length, cache_dir, local_files_only: as for :class:`~fastrerank.Reranker`,
+            when ``model`` is not one.
         overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
 
     Example:
@@ -79,11 +80,14 @@ class FastRerankCompressor(BaseDocumentCompressor):
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> None:
         # Checked here, into fastrerank's errors, before pydantic sees the values.
         top, options = check_settings(top_name="top_n", top=top_n, overlap_tokens=overlap_tokens,
                                       max_chunks_per_doc=max_chunks_per_doc, raw=raw)
-        source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length)
+        source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length,
+                                cache_dir=cache_dir, local_files_only=local_files_only)
         # pydantic's BaseModel.__init__ sets the fields (mypy sees them only with pydantic's plugin).
         super().__init__(  # type: ignore[call-arg]
             top_n=top, overlap_tokens=options.overlap_tokens, max_chunks_per_doc=options.max_chunks_per_doc,

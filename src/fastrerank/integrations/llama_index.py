@@ -46,7 +46,8 @@ class FastRerankPostprocessor(BaseNodePostprocessor):
             fastrerank's process-wide cache, shared with :func:`fastrerank.rank`), or a
             :class:`~fastrerank.Reranker` to use as it is.
         top_n: nodes to keep (2 by default, as LlamaIndex's rerankers); ``None`` keeps them all, reordered.
-        device, compute_type, max_length: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        device, compute_type, max_length, cache_dir, local_files_only: as for :class:`~fastrerank.Reranker`,
+            when ``model`` is not one.
         overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
         metadata_mode: which metadata is part of the text ranked.
 
@@ -74,6 +75,8 @@ class FastRerankPostprocessor(BaseNodePostprocessor):
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
         metadata_mode: MetadataMode = MetadataMode.EMBED,
     ) -> None:
         # Checked here, into fastrerank's errors, before pydantic sees the values.
@@ -81,7 +84,8 @@ class FastRerankPostprocessor(BaseNodePostprocessor):
                                       max_chunks_per_doc=max_chunks_per_doc, raw=raw)
         if not isinstance(metadata_mode, MetadataMode):
             raise InvalidTypeError(f"metadata_mode must be a llama_index MetadataMode, got {type(metadata_mode).__name__}")
-        source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length)
+        source = RerankerSource(model, device=device, compute_type=compute_type, max_length=max_length,
+                                cache_dir=cache_dir, local_files_only=local_files_only)
         # pydantic's BaseModel.__init__ sets the fields (mypy sees them only with pydantic's plugin).
         super().__init__(  # type: ignore[call-arg]
             top_n=top, overlap_tokens=options.overlap_tokens, max_chunks_per_doc=options.max_chunks_per_doc,

@@ -92,7 +92,8 @@ class RerankScorer:
         id_columns: columns that name a row in error messages; by default ``id`` and ``*_id``.
         worker_column: when given, a column that records which actor scored each row, as
             ``host:pid`` of its process: to check that the work is spread. None (default) adds nothing.
-        device, compute_type, max_length, batch_tokens: as for :class:`~fastrerank.Reranker`.
+        device, compute_type, max_length, batch_tokens, cache_dir, local_files_only: as for
+            :class:`~fastrerank.Reranker` (``cache_dir`` names a folder on each node).
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
             (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
             outside Ray), ``0`` every core of the machine.
@@ -126,6 +127,8 @@ class RerankScorer:
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
         raw: bool = False,
+        cache_dir: str | os.PathLike[str] | None = None,
+        local_files_only: bool = False,
     ) -> None:
         self._options = check_rank_options(top_n=None, overlap_tokens=overlap_tokens, max_chunks_per_doc=max_chunks_per_doc,
                                            return_documents=False, raw=raw)
@@ -144,7 +147,7 @@ class RerankScorer:
         self.id_columns = None if id_columns is None else tuple(_check_name("id_columns[]", name) for name in id_columns)
         cores = _actor_cpus() if threads is None else check_int("threads", threads, minimum=0)
         self.reranker = Reranker(model, device=device, compute_type=compute_type, max_length=max_length, threads=cores,
-                                 batch_tokens=batch_tokens)
+                                 batch_tokens=batch_tokens, cache_dir=cache_dir, local_files_only=local_files_only)
 
     def __call__(self, batch: Batch) -> Batch:
         """Return ``batch`` with the score column added (same batch format, other columns untouched)."""
