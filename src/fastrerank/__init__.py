@@ -9,6 +9,7 @@ Importing this package loads no model and imports neither CTranslate2 nor any op
 from ._api import arank, clear_cache, convert, rank, score_pairs
 from ._model_format import verify_checksums as verify
 from ._reranker import DEFAULT_MODEL, Reranker
+from ._supported_models import SupportedModel, list_supported_models
 from ._tuning import ProcessTuning, tune_process
 from .errors import (
     ConversionError,
@@ -45,10 +46,12 @@ __all__ = [
     "Ranking",
     "Reranker",
     "SchemaError",
+    "SupportedModel",
     "UnsupportedModelError",
     "arank",
     "clear_cache",
     "convert",
+    "list_supported_models",
     "rank",
     "score_pairs",
     "tune_process",
