@@ -71,7 +71,8 @@ class Reranker:
         compute_type: CTranslate2's compute type; ``"default"`` keeps the converted one.
         max_length: tokens per model call, special tokens included; defaults to the model's
             recommended 512, and may not exceed its positions.
-        threads: CPU threads for the encoder; 0 uses every core this process may run on.
+        threads: CPU threads for the encoder; 0 uses every core this process may run on (the
+            :attr:`threads` attribute says how many that is).
         batch_tokens: padded tokens per batch; bounds memory whatever the number of documents.
             ``None`` (default): 1024 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
@@ -100,8 +101,10 @@ class Reranker:
 
     Example:
         >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
+        >>> reranker  # doctest: +SKIP
+        <Reranker model='path/to/converted' device='cpu' compute_type='int8' threads=4 max_length=512 open>
         >>> reranker.rank("what is a panda?", ["The giant panda is a bear.", "Paris"], top_n=1)  # doctest: +SKIP
-        Ranking(results=(RankedDocument(index=0, score=0.99..., document=None),), tokens=..., ...)
+        <Ranking 1 document, 17 tokens: #0 0.9987>
     """
 
     def __init__(
@@ -141,9 +144,9 @@ class Reranker:
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
         self._pairs = PairTemplate.from_record(self.metadata.pair_template)
+        self.threads = threads or _usable_cores()
         self._runtime = EncoderRuntime(
-            self.model_path, device=self.device, compute_type=compute_type, threads=threads or _usable_cores(),
-            pair_template=self._pairs,
+            self.model_path, device=self.device, compute_type=compute_type, threads=self.threads, pair_template=self._pairs,
         )
 
     def _check_max_length(self, max_length: int | None) -> int:
@@ -153,8 +156,13 @@ class Reranker:
 
     @property
     def compute_type(self) -> str:
-        """The compute type CTranslate2 runs with."""
+        """The compute type CTranslate2 runs with (``"default"`` resolved to the folder's own)."""
         return self._runtime.compute_type
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called (calls then raise :class:`~fastrerank.ModelClosedError`)."""
+        return self._runtime.closed
 
     def rank(
         self,
@@ -406,7 +414,13 @@ class Reranker:
         return (_load_reranker, (model, options))
 
     def __repr__(self) -> str:
-        return f"Reranker({str(self.model_path)!r}, device={self.device!r}, max_length={self.max_length})"
+        """``<Reranker model='...' device='cpu' compute_type='int8' threads=2 max_length=512 open>`` (or ``closed``).
+
+        ``model`` is what the Reranker was made from (a hub id or a path), cut to 80 characters.
+        """
+        return (f"<Reranker model={describe_value(self._init_args[0])} device={self.device!r} "
+                f"compute_type={self.compute_type!r} threads={self.threads} max_length={self.max_length} "
+                f"{'closed' if self.closed else 'open'}>")
 
 
 class _Names:

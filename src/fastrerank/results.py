@@ -9,7 +9,11 @@ from typing import overload
 __all__ = ["RankedDocument", "Ranking"]
 
 
-@dataclass(frozen=True)
+_SHOWN_TEXT = 40  # characters of a document a repr shows
+_SHOWN_RESULTS = 3  # results a Ranking's repr shows
+
+
+@dataclass(frozen=True, repr=False)
 class RankedDocument:
     """One document of a ranking.
 
@@ -24,8 +28,15 @@ class RankedDocument:
     score: float
     document: str | None = None
 
+    def __repr__(self) -> str:
+        """``RankedDocument(index=2, score=0.98, document='The giant panda is a bear native to...')``: a text is cut to 40 characters."""
+        if self.document is None:
+            return f"RankedDocument(index={self.index}, score={self.score!r})"
+        text = self.document if len(self.document) <= _SHOWN_TEXT else self.document[: _SHOWN_TEXT - 3] + "..."
+        return f"RankedDocument(index={self.index}, score={self.score!r}, document={text!r})"
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class Ranking(Sequence[RankedDocument]):
     """Documents best first, with what it cost to compute them.
 
@@ -56,6 +67,22 @@ class Ranking(Sequence[RankedDocument]):
 
     def __iter__(self) -> Iterator[RankedDocument]:
         return iter(self.results)
+
+    def __repr__(self) -> str:
+        """``<Ranking 5 documents, 120 tokens: #2 0.9812, #0 0.4021, #4 0.0133, ... 2 more>``: the best three.
+
+        Each is shown as its index and its score to four decimals, never its text; ``query
+        truncated`` is added when the query was cut.
+        """
+        count = len(self.results)
+        head = f"<Ranking {count} document{'' if count == 1 else 's'}, {self.tokens} tokens"
+        if self.query_truncated:
+            head += ", query truncated"
+        if not count:
+            return head + ">"
+        shown = ", ".join(f"#{item.index} {item.score:.4f}" for item in self.results[:_SHOWN_RESULTS])
+        more = f", ... {count - _SHOWN_RESULTS} more" if count > _SHOWN_RESULTS else ""
+        return f"{head}: {shown}{more}>"
 
     def to_dicts(self) -> list[dict[str, object]]:
         """The results as plain dicts (``index``, ``score`` and ``document`` when present)."""

@@ -138,13 +138,19 @@ class EncoderRuntime:
         self._in_flight = 0
         self._closed = False
         self._encoder = self._load()
+        self._resolved_compute_type = str(self._encoder.compute_type)  # kept: the encoder goes at close()
         self._pid = os.getpid()
         _RUNTIMES.add(self)
 
     @property
     def compute_type(self) -> str:
         """The compute type CTranslate2 resolved (``default`` becomes the model's own)."""
-        return str(self._encoder.compute_type)
+        return self._resolved_compute_type
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`close` was called."""
+        return self._closed
 
     def _load(self):  # type: ignore[no-untyped-def]
         import ctranslate2
