@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.metadata
 import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -15,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from fastrerank import __version__
 from fastrerank.errors import InvalidInputError
 from fastrerank.schemas import RerankerLike
 from fastrerank.server._access import AccessLog
@@ -32,11 +32,6 @@ _METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE"]
 _LAST_ANSWERS_S = 2.0
 
 
-def _version() -> str:
-    try:
-        return importlib.metadata.version("fastrerank")
-    except importlib.metadata.PackageNotFoundError:  # run from a source tree
-        return "0+unknown"
 
 
 def create_app(
@@ -93,7 +88,7 @@ def create_app(
     )
     rerank = RerankEndpoints(models, admission, budget, Limits(api_key, max_body_bytes, max_documents, body_timeout), metrics)
     info = {
-        "version": _version(),
+        "version": __version__,
         "models": [_describe(name, reranker) for name, reranker in models.items()],
         "limits": {
             "max_body_bytes": max_body_bytes,
@@ -128,7 +123,7 @@ def create_app(
         return JSONResponse({"status": "ok", "models": list(models)})
 
     async def openapi(request: Request) -> Response:
-        return JSONResponse(openapi_document(_version()))
+        return JSONResponse(openapi_document(__version__))
 
     routes = [
         Route("/health", health, methods=["GET"]),
