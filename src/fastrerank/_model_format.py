@@ -11,8 +11,8 @@ sha256 of every other file. A v1 or v2 folder, which records no pair template, i
 Loading checks the sizes only (a truncated or swapped file); :func:`verify_checksums`
 (``fastrerank.verify``, ``fastrerank verify FOLDER``) also checks every byte against the sha256,
 which catches silent corruption such as a zeroed page. It is not done at every load because
-hashing a large model costs most of what loading it does (the figures are in the README,
-"Damaged files").
+hashing a large model costs most of what loading it does (``benchmarks/verify_cost.py`` measures
+it; the figures are in the reliability documentation).
 """
 
 from __future__ import annotations
@@ -250,8 +250,8 @@ def verify_checksums(folder: str | os.PathLike[str]) -> dict[str, str]:
     """Check every file of a converted folder against the sha256 recorded at conversion.
 
     Loading a model checks only the files' sizes; this reads every byte, so it also catches
-    silent damage such as a zeroed page (a disk or copy fault). It reads at about 1.6 GB/s on
-    one core. Returns the checked files and their sha256.
+    silent damage such as a zeroed page (a disk or copy fault). What it costs next to a load is
+    measured by ``benchmarks/verify_cost.py``. Returns the checked files and their sha256.
 
     Example:
         >>> fastrerank.verify("bge-m3-int8")  # doctest: +SKIP

@@ -44,9 +44,8 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 # Padded tokens per batch when the caller does not say. On the CPU, small length-sorted batches
-# waste little on padding (W1: 3% at 1024, 21% at 8192) and their buffers stay in cache; 1024
-# measured 1.14x faster than 8192 on W1 and the same on full 512-token windows (benchmarks/RESULTS.md).
-# A GPU needs large batches to be busy.
+# waste little on padding and their buffers stay in cache; a GPU needs large batches to be busy.
+# Both values were chosen by measurement: benchmarks/RESULTS.md ("What this round changed", "GPU").
 DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "cuda": 8192}
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)

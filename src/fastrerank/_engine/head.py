@@ -21,10 +21,9 @@ class ClassificationHead:
     """``tanh(h @ W1.T + b1) @ w2.T + b2`` in float32.
 
     The products run in numpy's own loops (``einsum``), never in BLAS: OpenBLAS (numpy's BLAS)
-    splits even these small products across its threads, which then busy-wait for about 0.1 s,
-    taking a core from CTranslate2's next batch. With one head call per batch that cost ~20% on
-    W1 (base, 2 cores, 24 batches: 9.8 s vs 8.0 s; ``benchmarks/RESULTS.md``); numpy's loops take
-    ~7 ms per 64 rows.
+    splits even these small products across its threads, which then busy-wait after each one,
+    taking a core from CTranslate2's next batch. What that cost is measured in
+    ``benchmarks/RESULTS.md`` ("head in BLAS vs numpy loops").
     """
 
     def __init__(self, dense_weight: np.ndarray, dense_bias: np.ndarray, out_weight: np.ndarray, out_bias: np.ndarray) -> None:

@@ -96,8 +96,8 @@ def _unwrap_text(value: object) -> object:
 
 
 # Strict: ``true``, ``2.0`` and ``"3"`` are not integers; ``1`` is not a boolean.
-# FailFast on lists: a list stops at its first bad item, so a 2 MB body of a million wrong
-# items costs one error, not a million error objects (seconds and a gigabyte).
+# FailFast on lists: a list stops at its first bad item, so a body of a million wrong items
+# costs one error, not a million error objects.
 TopN = Annotated[int, Strict(), Field(ge=1)]
 StrictBool = Annotated[bool, Strict()]
 OverlapTokens = Annotated[int, Strict(), Field(ge=0, le=MAX_OVERLAP_TOKENS)]
