@@ -65,7 +65,7 @@ def list_supported_models() -> tuple[SupportedModel, ...]:
         >>> import fastrerank
         >>> fastrerank.list_supported_models()[0]
         SupportedModel(model='BAAI/bge-reranker-v2-m3', architecture='XLMRobertaForSequenceClassification', layers=24, hidden_size=1024, max_positions=8192, recommended_max_length=512)
-        >>> [m.model for m in fastrerank.list_supported_models() if m.max_positions > 512]
-        ['BAAI/bge-reranker-v2-m3']
+        >>> next(m.model for m in fastrerank.list_supported_models() if m.max_positions > 512)
+        'BAAI/bge-reranker-v2-m3'
     """
     return _SUPPORTED
