@@ -19,7 +19,9 @@ Systems (``worker.py``):
   ``quantize_dynamic``, in FlashRank's cache layout (``build_peers.py``), so nothing is downloaded.
 - ``fastrerank-int8+passive`` (a variant, not a peer): the same under ``OMP_WAIT_POLICY=PASSIVE``;
   CTranslate2's OpenMP threads (libgomp) spin while they wait, which on a machine shared with
-  other work burns the cycles the other thread needs (see RESULTS.md).
+  other work burns the cycles the other thread needs (see RESULTS.md);
+- ``st-torch+passive``: the same switch for torch, whose CPU wheel uses libgomp too (ONNX Runtime
+  has its own thread pool, which the variable does not reach).
 
 Before timing, transformers fp32 (``AutoModelForSequenceClassification``, ``worker.py``'s
 ``torch-fp32``) scores both workloads once; every system's scores are compared with it (Spearman
@@ -189,7 +191,8 @@ def main() -> None:
     pythons = {"fastrerank": args.fastrerank_python, "peers": args.peers_python}
     everything = [System(OURS, "fastrerank", tuple(WORKLOADS)), System(BASELINE, "peers", tuple(WORKLOADS)),
                   System("st-onnx-int8", "peers", tuple(WORKLOADS)), System("flashrank", "peers", tuple(WORKLOADS)),
-                  System(f"{OURS}+passive", "fastrerank", tuple(WORKLOADS), {"OMP_WAIT_POLICY": "PASSIVE"}, "variant")]
+                  System(f"{OURS}+passive", "fastrerank", tuple(WORKLOADS), {"OMP_WAIT_POLICY": "PASSIVE"}, "variant"),
+                  System(f"{BASELINE}+passive", "peers", tuple(WORKLOADS), {"OMP_WAIT_POLICY": "PASSIVE"}, "variant")]
     chosen = [s for s in everything if not args.only or s.name in args.only.split(",") or s.name in (OURS, BASELINE)]
 
     # The reference first, alone: transformers fp32 scores each workload once (logits).
