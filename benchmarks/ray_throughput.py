@@ -1,4 +1,4 @@
-"""Throughput of the README's Ray Data recipe (Parquet in, Parquet out) with 1 and 2 actors, beside Reranker.score.
+"""Throughput of the documented Ray Data recipe (docs/integrations/ray.md: Parquet in, Parquet out) with 1 and 2 actors, beside Reranker.score.
 
 Each Ray row runs the recipe as a user would: one Parquet file of pairs, ``actor_pool_size`` and
 ``spread_over_actors``, ``RerankScorer`` in an actor pool, ``top_n_per_query`` and
@@ -7,7 +7,7 @@ holds one set of results at the end). The in-process rows score the same pairs w
 ``Reranker.score``, one call per query. One more row runs 2 actors without ``spread_over_actors``:
 the file is one block, so one actor does all the work.
 
-Writes its table between the ``ray-throughput`` markers of README.md (``--no-write`` to only
+Writes its table between the ``ray-throughput`` markers of docs/integrations/ray.md (``--no-write`` to only
 print it). The model is a random-weight XLM-R of a small "medium" shape (6 layers, hidden 384,
 int8), generated here: base-size models (12 layers, hidden 768) are too slow on a 2-core
 development machine for a quick run, and random weights cost the same to run as trained ones.
@@ -65,7 +65,7 @@ def in_process(model: Path, pairs: Path, threads: int) -> float:
 
 def recipe(model: Path, pairs: Path, output: Path, *, actors: int, num_cpus: float, batch_size: int,
            spread: bool = True) -> float:
-    """Seconds for the README's recipe from read_parquet to the written output, start-up included."""
+    """Seconds for the documented recipe from read_parquet to the written output, start-up included."""
     import ray
 
     from fastrerank.integrations.ray import (
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=250)
     parser.add_argument("--cpus", type=int, default=os.cpu_count() or 2, help="CPUs of the local Ray instance")
     parser.add_argument("--repeat", type=int, default=1, help="runs per setup; the fastest counts (a shared machine)")
-    parser.add_argument("--no-write", action="store_true", help="print the table without updating README.md")
+    parser.add_argument("--no-write", action="store_true", help="print the table without updating docs/integrations/ray.md")
     args = parser.parse_args()
 
     import pandas as pd
@@ -154,11 +154,11 @@ def main() -> None:
     text = "\n".join(table)
     print(text)
     if not args.no_write:
-        readme = ROOT / "README.md"
+        readme = ROOT / "docs" / "integrations" / "ray.md"
         updated, count = re.subn(r"(<!-- ray-throughput:start -->\n).*?(\n<!-- ray-throughput:end -->)",
                                  lambda match: match.group(1) + text + match.group(2), readme.read_text(), flags=re.S)
         if count != 1:
-            raise SystemExit("README.md has no ray-throughput markers")
+            raise SystemExit(f"{readme} has no ray-throughput markers")
         readme.write_text(updated)
 
 

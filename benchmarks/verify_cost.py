@@ -4,8 +4,8 @@ Run on a converted folder of the size that matters, bge-reranker-v2-m3's int8 (~
 ``large`` shape that ``build.py --shape large`` writes, e.g.
 ``python benchmarks/verify_cost.py benchmarks/.cache/large/fastrerank-int8``. Each load runs in a
 fresh interpreter (the time of ``Reranker(...)`` only, imports excluded). "Cold" evicts the
-folder's files from the page cache with ``posix_fadvise(DONTNEED)`` first. The README quotes
-the result ("Damaged files").
+folder's files from the page cache with ``posix_fadvise(DONTNEED)`` first. docs/models/converting.md
+and docs/reliability.md (matrix B) quote the result.
 """
 
 from __future__ import annotations

@@ -72,6 +72,44 @@ def test_tune_process_is_the_explicit_opt_in(converted) -> None:  # type: ignore
     assert arenas == 1  # every thread shares the one arena: what tune_process documents
 
 
+THRESHOLD_PROBE = """
+import ctypes, json, sys
+names = ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in names]
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[2] == "load":
+    import fastrerank
+    fastrerank.Reranker(sys.argv[1], device="cpu").score("apple", ["apple pie", "car engine"])
+before = libc.mallinfo2().hblks
+block = libc.malloc(24 << 20)  # the size of a base model's attention buffer for two 512-token rows
+mapped = libc.mallinfo2().hblks - before
+libc.free(block)
+print(json.dumps({"mapped": mapped}))
+"""
+
+
+def _mapped_after(folder: str, mode: str) -> int:
+    env = {key: value for key, value in os.environ.items() if key not in FOREIGN}
+    done = subprocess.run([sys.executable, "-c", THRESHOLD_PROBE, folder, mode], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout.splitlines()[-1])["mapped"])
+
+
+@pytest.mark.skipif(not ON_GLIBC or os.confstr("CS_GNU_LIBC_VERSION") < "glibc 2.33", reason="glibc's mallinfo2")
+def test_a_cpu_model_load_moves_glibcs_dynamic_thresholds_to_their_ceiling(converted) -> None:  # type: ignore[no-untyped-def]
+    """CTranslate2's per-batch buffers stay in the heap between batches instead of being mapped
+    and faulted in again for every batch; no malloc setting changes (the arena test above)."""
+    folder = str(converted("tiny", "int8"))
+    assert _mapped_after(folder, "bare") == 1  # a fresh process maps a 24 MiB block on its own
+    assert _mapped_after(folder, "load") == 0  # after a load, it comes from the heap, as in a process that freed one
+
+
 ISA_PROBE = """
 import logging, os, sys
 import ctranslate2

@@ -1,4 +1,4 @@
-"""Faults, each in its own interpreter with a timeout (RELIABILITY.md goals G4-G10).
+"""Faults, each in its own interpreter with a timeout (docs/reliability.md, goals G4-G10).
 
 A SIGFPE, a segfault or a hang shows up here as a failed assertion on the child's exit status
 or as ``TimeoutExpired``, never as a dead pytest. Memory is measured as the peak resident set
@@ -152,7 +152,7 @@ convert(source, out, quantization="float32", force=force)
 print("done", time.perf_counter() - start, flush=True)
 """
 
-G7_TRIALS = 20  # RELIABILITY.md asks 50; 20 keep this test near a minute on 2 shared cores
+G7_TRIALS = 20  # docs/reliability.md, goal G7: the first plan asked 50; 20 keep this test near a minute on 2 shared cores
 
 
 def _start_convert(source: Path, out: Path, force: bool) -> subprocess.Popen[str]:

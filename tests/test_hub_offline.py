@@ -1,4 +1,4 @@
-"""Hub ids without a network (RELIABILITY.md 2b hub rows, goal G11).
+"""Hub ids without a network (docs/reliability.md, matrix B: the hub rows; goal G11).
 
 Each test builds a fake Hugging Face cache (``hub/models--org--name/snapshots/<commit>/...`` and
 ``refs/main``) under a temporary ``HF_HOME`` and runs fastrerank in a fresh interpreter whose

@@ -1,4 +1,4 @@
-"""Damaged converted folders and concurrent conversions (RELIABILITY.md 2b).
+"""Damaged converted folders and concurrent conversions (docs/reliability.md, matrix B).
 
 The rows about bad Hugging Face checkpoints are covered by test_conversion.py; these are the
 rows about what a converted folder can suffer after the fact (a corrupt or truncated file, a

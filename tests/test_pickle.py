@@ -1,4 +1,4 @@
-"""Pickle checkpoints (RELIABILITY.md 2b ``.bin`` rows, goal G12).
+"""Pickle checkpoints (docs/reliability.md, matrix B: the ``pytorch_model.bin`` rows; goal G12).
 
 A hostile ``pytorch_model.bin`` whose ``__reduce__`` writes a sentinel file is refused without the
 opt-in before the file is even opened (an audit hook watches every ``open``), and refused by

@@ -513,17 +513,16 @@ def test_a_bad_row_fails_the_ray_job_naming_it(local_ray, converted, pairs_frame
 
 
 def test_the_docs_recipe_runs(local_ray, converted, tmp_path, monkeypatch):  # type: ignore[no-untyped-def]
-    """The recipe's Python block (README.md or docs/ray.md), on the tiny model and the already running local Ray."""
+    """The recipe's Python block (docs/integrations/ray.md), on the tiny model and the already running local Ray."""
     heading = "## Batch reranking on a Ray cluster"
-    texts = [path.read_text(encoding="utf-8") for path in (ROOT / "README.md", ROOT / "docs" / "ray.md") if path.exists()]
-    section = next(text.split(heading, 1)[1] for text in texts if heading in text)
+    section = (ROOT / "docs" / "integrations" / "ray.md").read_text(encoding="utf-8").split(heading, 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)  # type: ignore[union-attr]
     pq.write_table(pa.Table.from_pylist(_pairs()), tmp_path / "pairs.parquet")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("FASTRERANK_MODEL", str(converted("tiny", "int8")))
     monkeypatch.setattr(ray, "init", lambda *args, **kwargs: None)
     for _ in range(2):  # as written, a re-run replaces ranked/
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "docs/integrations/ray.md", "exec"), {})
         ranked = _one_set_of_results(tmp_path / "ranked")
         assert sorted(ranked.groupby("query_id")["rank"].max()) == [len(DOCS)] * len(QUERIES)  # top 10 of 8
         assert len(ranked) == len(DOCS) * len(QUERIES)

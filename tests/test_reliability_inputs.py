@@ -1,4 +1,4 @@
-"""Every row of RELIABILITY.md 2a (bad rank()/score() arguments) and goals G1-G3.
+"""Every row of docs/reliability.md, matrix A (arguments of rank, score and score_pairs), and goals G1-G3.
 
 Each bad argument gets its exact error type and message; each odd but valid input gets a real
 outcome (its score against the transformers reference, or against an equivalent input). The
@@ -347,7 +347,7 @@ def test_g3_sixteen_threads_bitwise_identical(converted) -> None:  # type: ignor
             start.wait()
             return [call(item) for item in calls]
 
-        for _ in range(10):  # RELIABILITY.md asks 20 repeats; 10 fit 2 shared cores (16 x 50 x 10 = 8,000 calls)
+        for _ in range(10):  # docs/reliability.md, goal G3: the first plan asked 20 repeats; 10 fit 2 shared cores (16 x 50 x 10 = 8,000 calls)
             with ThreadPoolExecutor(16) as pool:
                 results = list(pool.map(worker, range(16)))
             for per_thread in results:

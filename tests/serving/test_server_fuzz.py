@@ -1,4 +1,4 @@
-"""G13: random JSON bodies on every route give 2xx or 4xx in the route's shape, never a 5xx.
+"""docs/reliability.md, goal G13: random JSON bodies on every route give 2xx or 4xx in the route's shape, never a 5xx.
 
 Examples per route: ``FASTRERANK_FUZZ_EXAMPLES`` (300 by default; 5000 for a nightly run).
 """

@@ -1,4 +1,4 @@
-"""G14: a real ``fastrerank serve`` process with a real (tiny) model under steady load on loopback.
+"""docs/reliability.md, goal G14: a real ``fastrerank serve`` process with a real (tiny) model under steady load on loopback.
 
 8 concurrent clients send 10-document requests for a bounded time; every answer must be a 200
 with the ranking a direct call gives, p99 latency under 100 ms, and the server's memory flat

@@ -1,6 +1,6 @@
 """The CTranslate2 encoder: rows of token ids in, first-token hidden states out.
 
-Five traps of CTranslate2 are handled here, once:
+Six traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
@@ -15,6 +15,9 @@ Five traps of CTranslate2 are handled here, once:
 * A fork while another thread is inside CTranslate2 (loading, running a batch, releasing a
   model) copies whatever lock that thread holds; such work runs in a native section, and a fork
   waits for the sections in progress to end (:mod:`fastrerank._engine.fork_gate`).
+* CTranslate2 allocates its buffers for every batch and frees them after it, and glibc's malloc may
+  hand them back to the kernel in between, so that every batch faults them in again: the first
+  CPU load moves glibc's dynamic thresholds to their ceiling (:mod:`fastrerank._engine.malloc_thresholds`).
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.
@@ -36,6 +39,7 @@ import numpy as np
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
 from .fork_gate import native_section
+from .malloc_thresholds import raise_dynamic_thresholds
 from .pair_template import PairTemplate
 
 T = TypeVar("T")
@@ -154,6 +158,9 @@ class EncoderRuntime:
 
     def _load(self):  # type: ignore[no-untyped-def]
         import ctranslate2
+
+        if self._device == "cpu":
+            raise_dynamic_thresholds()  # per-batch buffers stay mapped between batches
 
         def build():  # type: ignore[no-untyped-def]
             with cpu_isa_for_load() if self._device == "cpu" else nullcontext():

@@ -49,9 +49,14 @@ class FastRerankCompressor(BaseDocumentCompressor):
             fastrerank's process-wide cache, shared with :func:`fastrerank.rank`), or a
             :class:`~fastrerank.Reranker` to use as it is.
         top_n: documents to keep; ``None`` keeps them all, reordered.
-        device, compute_type, max_length, cache_dir, local_files_only: as for :class:`~fastrerank.Reranker`,
-            when ``model`` is not one.
-        overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
+        device: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        compute_type: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        max_length: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        cache_dir: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        local_files_only: as for :class:`~fastrerank.Reranker`, when ``model`` is not one.
+        overlap_tokens: as for :meth:`~fastrerank.Reranker.rank`.
+        max_chunks_per_doc: as for :meth:`~fastrerank.Reranker.rank`.
+        raw: as for :meth:`~fastrerank.Reranker.rank`.
 
     Example:
         >>> compressor = FastRerankCompressor("path/to/converted", top_n=2)  # doctest: +SKIP

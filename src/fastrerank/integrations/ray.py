@@ -80,24 +80,33 @@ class RerankScorer:
     * **candidates** (``candidates_column="..."``): a list of documents per row; adds a column of
       float64 lists aligned with the candidates.
 
-    Every other column (ids, metadata) passes through unchanged. Within a batch, the rows of one
-    query are scored with a single :meth:`Reranker.score` call, so sorting or grouping the input
-    by query makes batches cheaper; how rows fall into batches changes scores by float32 rounding at most.
+    Every other column (ids, metadata) passes through unchanged. All the (query, document) pairs
+    of a batch are scored in one :meth:`Reranker.score_pairs` call, every query's windows batched
+    together; how rows fall into batches changes scores by float32 rounding at most.
 
     Args:
         model: a converted folder (``fastrerank convert``) readable by every actor, e.g. on shared
             storage. A hub id or Hugging Face folder also works but is converted into each node's
             cache on first load, so convert once instead.
-        query_column, document_column, candidates_column, score_column: column names.
+        query_column: the column holding the query.
+        document_column: the column holding the document (pairs).
+        candidates_column: the column holding a list of documents per row; ``None`` (default) for pairs.
+        score_column: the column added with the scores.
         id_columns: columns that name a row in error messages; by default ``id`` and ``*_id``.
         worker_column: when given, a column that records which actor scored each row, as
             ``host:pid`` of its process: to check that the work is spread. None (default) adds nothing.
-        device, compute_type, max_length, batch_tokens, cache_dir, local_files_only: as for
-            :class:`~fastrerank.Reranker` (``cache_dir`` names a folder on each node).
+        device: as for :class:`~fastrerank.Reranker`.
+        compute_type: as for :class:`~fastrerank.Reranker`.
+        max_length: as for :class:`~fastrerank.Reranker`.
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
             (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
             outside Ray), ``0`` every core of the machine.
-        overlap_tokens, max_chunks_per_doc, raw: as for :meth:`~fastrerank.Reranker.rank`.
+        batch_tokens: as for :class:`~fastrerank.Reranker`.
+        overlap_tokens: as for :meth:`~fastrerank.Reranker.rank`.
+        max_chunks_per_doc: as for :meth:`~fastrerank.Reranker.rank`.
+        raw: as for :meth:`~fastrerank.Reranker.rank`.
+        cache_dir: as for :class:`~fastrerank.Reranker`; a folder on each node.
+        local_files_only: as for :class:`~fastrerank.Reranker`.
 
     Raises (inside the actor, surfacing from the Ray job): :class:`InvalidInputError` for a
     missing column or an empty query, :class:`InvalidTypeError` for a null or non-string value,

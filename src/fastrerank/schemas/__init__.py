@@ -13,17 +13,15 @@ modules) and its adapter, ``SHAPE`` (a :class:`Shape`: ``parse_request``, ``buil
   overloaded, ...) -> ``(status, body)`` in the API's own error shape;
 - ``handle(body, reranker)``: parse, rank, build; raises ``SchemaError``.
 
-=============  ==========================================================
-module         API
-=============  ==========================================================
-``cloudflare`` Cloudflare Workers AI ``@cf/baai/bge-reranker-base``
-``siliconflow`` SiliconFlow ``/v1/rerank``
-``dmxapi``     DMXAPI ``/v1/rerank``
-``cohere``     Cohere and Jina ``/v1/rerank``
-``envelope``   the generic cloud ``/api/v1/rerank`` with a success envelope
-``tei``        Hugging Face text-embeddings-inference ``/rerank``
-``combined``   the server's ``/v1/rerank``: SiliconFlow + DMXAPI + Cohere + Jina in one
-=============  ==========================================================
+| module | API |
+| --- | --- |
+| ``cloudflare`` | Cloudflare Workers AI ``@cf/baai/bge-reranker-base`` |
+| ``siliconflow`` | SiliconFlow ``/v1/rerank`` |
+| ``dmxapi`` | DMXAPI ``/v1/rerank`` |
+| ``cohere`` | Cohere and Jina ``/v1/rerank`` |
+| ``envelope`` | the generic cloud ``/api/v1/rerank`` with a success envelope |
+| ``tei`` | Hugging Face text-embeddings-inference ``/rerank`` |
+| ``combined`` | the server's ``/v1/rerank``: SiliconFlow + DMXAPI + Cohere + Jina in one |
 
 Validation is strict about numbers (``true``, ``2.0`` and ``"3"`` are not integers; NaN and
 Infinity are not JSON), rejects lone surrogates, keeps the last of duplicate keys and ignores
