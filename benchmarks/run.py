@@ -54,10 +54,13 @@ def systems(mimalloc: str | None) -> list[System]:
         System("fastrerank-float32", "fastrerank"),
         # Tuning variants: what each default is worth (W1; README "Performance on CPU").
         # 0.1.0's defaults: glibc's malloc for CTranslate2, retuned for the whole process with mallopt.
-        System("fastrerank-int8+tuned", "fastrerank", ("W1", "W2"), {"BENCH_TUNE_PROCESS": "1"}, "tuning"),
+        System("fastrerank-int8+tuned", "fastrerank", ("W1", "W2", "W3"), {"BENCH_TUNE_PROCESS": "1"}, "tuning"),
         System("fastrerank-int8+nommap", "fastrerank", ("W1", "W2"),
                {**GLIBC_ENV, "MALLOC_MMAP_MAX_": "0", "CT2_FORCE_CPU_ISA": "AVX512"}, "tuning"),
         System("fastrerank-int8+avx2", "fastrerank", ("W1",), {"CT2_FORCE_CPU_ISA": "AVX2"}, "tuning"),
+        # libgomp's own default (spin 300000 rounds after a parallel region before sleeping) instead of
+        # the OMP_WAIT_POLICY=PASSIVE that fastrerank gives CTranslate2's libgomp.
+        System("fastrerank-int8+spin", "fastrerank", ("W1", "W2", "W3"), {"GOMP_SPINCOUNT": "300000"}, "tuning"),
         System("fastrerank-int8+bt8192", "fastrerank", ("W1", "W2"), {"BENCH_BATCH_TOKENS": "8192"}, "tuning"),
         System("fastrerank-int8+bt2048", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "2048"}, "tuning"),
         System("fastrerank-int8+bt512", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "512"}, "tuning"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -108,6 +109,27 @@ def test_a_cpu_model_load_moves_glibcs_dynamic_thresholds_to_their_ceiling(conve
     folder = str(converted("tiny", "int8"))
     assert _mapped_after(folder, "bare") == 1  # a fresh process maps a 24 MiB block on its own
     assert _mapped_after(folder, "load") == 0  # after a load, it comes from the heap, as in a process that freed one
+
+
+WAIT_PROBE = """
+import sys
+import fastrerank
+fastrerank.Reranker(sys.argv[1], device="cpu", threads=2).score("apple", ["apple pie", "car engine"])
+"""
+
+
+@pytest.mark.parametrize(("users_choice", "spin_count"), [({}, "0"), ({"OMP_WAIT_POLICY": "ACTIVE"}, "30000000000"),
+                                                          ({"GOMP_SPINCOUNT": "1000"}, "1000")])
+def test_ctranslate2s_openmp_threads_sleep_when_idle_unless_the_user_chose(users_choice: dict[str, str], spin_count: str,
+                                                                          converted) -> None:  # type: ignore[no-untyped-def]
+    """CTranslate2's own libgomp is loaded with OMP_WAIT_POLICY=PASSIVE (spin count 0 instead of
+    libgomp's 300000): idle team threads do not take the cores of a busy host. The user's
+    variables win; the environment itself is checked unchanged by the host probe above."""
+    env = {key: value for key, value in os.environ.items() if key not in (*FOREIGN, "OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    done = subprocess.run([sys.executable, "-c", WAIT_PROBE, str(converted("tiny", "int8"))], capture_output=True,
+                          text=True, env={**env, **users_choice, "OMP_DISPLAY_ENV": "VERBOSE"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert re.findall(r"GOMP_SPINCOUNT = '(\d+)'", done.stderr) == [spin_count]  # one libgomp: CTranslate2's
 
 
 ISA_PROBE = """

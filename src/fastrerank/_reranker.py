@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _model_format as model_format
 from ._conversion import QUANTIZATIONS
+from ._ctranslate2 import import_ctranslate2
 from ._engine.batching import plan_batches
 from ._engine.chunking import WindowPlan, chunk_spans, plan_windows
 from ._engine.head import ClassificationHead, sigmoid
@@ -463,7 +464,7 @@ def _resolve_device(device: object) -> str:
         raise InvalidInputError(f"{describe_value(device)} is not a valid device (accepted: {', '.join(DEVICES)})")
     if device == "cpu":
         return device
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     has_cuda = ctranslate2.get_cuda_device_count() > 0
     if device == "auto":
@@ -484,7 +485,7 @@ def _check_compute_type(compute_type: str, device: str) -> None:
         )
     if compute_type in ("default", "auto"):
         return
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     supported = ctranslate2.get_supported_compute_types(device)
     if compute_type not in supported:

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import _model_format as model_format
+from .._ctranslate2 import import_ctranslate2
 from ..errors import (
     ConversionError,
     CorruptModelError,
@@ -150,7 +151,7 @@ def _write_model(
     source_revision: str | None,
     progress: bool | None,
 ) -> None:
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     config = checkpoint.config
     family = family_of(config)

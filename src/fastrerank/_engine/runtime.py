@@ -36,6 +36,7 @@ from typing import TypeVar
 
 import numpy as np
 
+from .._ctranslate2 import import_ctranslate2
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
 from .fork_gate import native_section
@@ -157,7 +158,7 @@ class EncoderRuntime:
         return self._closed
 
     def _load(self):  # type: ignore[no-untyped-def]
-        import ctranslate2
+        ctranslate2 = import_ctranslate2()
 
         if self._device == "cpu":
             raise_dynamic_thresholds()  # per-batch buffers stay mapped between batches
@@ -237,7 +238,7 @@ def _first_token_states(encoder, rows: Rows, template: PairTemplate | None = Non
     if not rows or min(len(row) for row in rows) == 0:
         # CTranslate2 would end the process with SIGFPE on this input.
         raise InferenceError("refusing to run an empty batch or an empty row")
-    import ctranslate2
+    ctranslate2 = import_ctranslate2()
 
     width = max(len(row) for row in rows)
     ids = np.full((len(rows), width), PAD_ID, dtype=np.int32)
