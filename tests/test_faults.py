@@ -1,4 +1,4 @@
-"""Faults, each in its own interpreter with a timeout (docs/reliability.md, goals G4-G10).
+"""Faults, each in its own interpreter with a timeout (docs/reliability.md, goals G4-G8 and G10; G9, fork, is in test_fork.py).
 
 A SIGFPE, a segfault or a hang shows up here as a failed assertion on the child's exit status
 or as ``TimeoutExpired``, never as a dead pytest. Memory is measured as the peak resident set
@@ -256,79 +256,6 @@ def test_g8_enospc_from_a_non_python_writer_is_a_conversion_error(hf_models: dic
         convert(hf_models["tiny"], tmp_path / "model", quantization="float32")
     assert isinstance(caught.value.__cause__, SafetensorError)
     assert list(tmp_path.iterdir()) == []
-
-
-# --- G9: fork and spawn after load -----------------------------------------------------------
-
-_FORK_SCRIPT = """
-import json, multiprocessing, os, sys, time
-from fastrerank import Reranker
-
-QUERY, DOCS = "apple fruit", ["the apple is a fruit", "Paris is a city", "data model", ""]
-
-def in_forked_child(reranker, queue):
-    queue.put(reranker.score(QUERY, DOCS).tolist())  # the encoder inherited through fork
-
-def in_spawned_child(folder, queue):
-    queue.put(Reranker(folder, threads=1).score(QUERY, DOCS).tolist())
-
-def wait_for(pid, what):
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        done, status = os.waitpid(pid, os.WNOHANG)
-        if done:
-            assert os.waitstatus_to_exitcode(status) == 0, (what, os.waitstatus_to_exitcode(status))
-            return
-        time.sleep(0.05)
-    os.kill(pid, 9)
-    raise SystemExit(f"{what} hung")
-
-if __name__ == "__main__":
-    folder = sys.argv[1]
-    reranker = Reranker(folder, threads=1)
-    expected = reranker.score(QUERY, DOCS).tolist()  # the parent has used its encoder before forking
-    for method, target, arg in (("fork", in_forked_child, reranker), ("spawn", in_spawned_child, folder)):
-        context = multiprocessing.get_context(method)
-        queue = context.Queue()
-        child = context.Process(target=target, args=(arg, queue))
-        child.start()
-        child.join(10)
-        if child.is_alive():
-            child.kill()
-            raise SystemExit(f"{method} child hung")
-        assert child.exitcode == 0, (method, child.exitcode)
-        assert queue.get(timeout=1) == expected, method
-    # Bare os.fork children that end through normal interpreter exit (gunicorn --preload workers):
-    # one that scores then closes, one that never calls the model, one that drops the Reranker.
-    for case in ("score-and-close", "idle", "del"):
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(read)
-            if case == "score-and-close":
-                os.write(write, json.dumps(reranker.score(QUERY, DOCS).tolist()).encode())
-                reranker.close()
-            elif case == "del":
-                del reranker
-            os.close(write)
-            sys.exit(0)
-        os.close(write)
-        wait_for(pid, case)
-        with os.fdopen(read) as pipe:
-            sent = pipe.read()
-        if case == "score-and-close":
-            assert json.loads(sent) == expected, case
-    assert reranker.score(QUERY, DOCS).tolist() == expected  # the parent still works
-    print("fork and spawn ok")
-"""
-
-
-def test_g9_fork_and_spawn_children_get_the_parents_scores(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    script = tmp_path / "fork_check.py"
-    script.write_text(_FORK_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(converted("tiny"))], capture_output=True, text=True,
-                          timeout=60, env={**os.environ, "PYTHONPATH": SRC}, check=False)
-    assert done.returncode == 0 and "fork and spawn ok" in done.stdout, describe(done)
 
 
 # --- G10: close() while 16 threads call ------------------------------------------------------

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ import pytest
 
 from fastrerank import Reranker
 
+from .reliability_helpers import SRC, describe
 from .serving.server_process import HOST, free_port
 
 PROBE = Path(__file__).resolve().parent / "fork_probe.py"
@@ -47,6 +49,74 @@ def test_children_score_like_the_parent(threads: str, state: str, via: str, conv
     assert results == dict.fromkeys(CHILDREN, parent), done.stderr[-3000:]
     with Reranker(folder) as fresh:  # the parent scored like a process that never forked
         assert parent == fresh.score(QUERY, DOCS).tolist()
+
+
+# Endings the probe's matrix does not cover, with the float32 model: a ``spawn`` child, and bare
+# ``os.fork`` children that score then close the inherited Reranker, or drop it, before a normal
+# interpreter exit (docs/reliability.md, G9).
+_ENDINGS_SCRIPT = """
+import json, multiprocessing, os, sys, time
+from fastrerank import Reranker
+
+QUERY, DOCS = "apple fruit", ["the apple is a fruit", "Paris is a city", "data model", ""]
+
+def in_spawned_child(folder, queue):
+    queue.put(Reranker(folder, threads=1).score(QUERY, DOCS).tolist())
+
+def wait_for(pid, what):
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0, (what, os.waitstatus_to_exitcode(status))
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    raise SystemExit(f"{what} hung")
+
+if __name__ == "__main__":
+    folder = sys.argv[1]
+    reranker = Reranker(folder, threads=1)
+    expected = reranker.score(QUERY, DOCS).tolist()  # the parent has used its encoder before forking
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    child = context.Process(target=in_spawned_child, args=(folder, queue))
+    child.start()
+    child.join(10)
+    if child.is_alive():
+        child.kill()
+        raise SystemExit("spawn child hung")
+    assert child.exitcode == 0, ("spawn", child.exitcode)
+    assert queue.get(timeout=1) == expected, "spawn"
+    for case in ("score-and-close", "del"):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(read)
+            if case == "score-and-close":
+                os.write(write, json.dumps(reranker.score(QUERY, DOCS).tolist()).encode())
+                reranker.close()
+            else:
+                del reranker
+            os.close(write)
+            sys.exit(0)
+        os.close(write)
+        wait_for(pid, case)
+        with os.fdopen(read) as pipe:
+            sent = pipe.read()
+        if case == "score-and-close":
+            assert json.loads(sent) == expected, case
+    assert reranker.score(QUERY, DOCS).tolist() == expected  # the parent still works
+    print("fork and spawn ok")
+"""
+
+
+def test_spawn_and_fork_children_that_close_or_drop_the_reranker(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    script = tmp_path / "fork_endings.py"
+    script.write_text(_ENDINGS_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(converted("tiny"))], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, "PYTHONPATH": SRC}, check=False)
+    assert done.returncode == 0 and "fork and spawn ok" in done.stdout, describe(done)
 
 
 APP = """
@@ -81,8 +151,6 @@ def test_gunicorn_preload_workers_serve_the_parents_scores(score_first: bool, co
     out = tmp_path / "out"
     out.mkdir()
     port = free_port()
-    import os
-
     env = {**os.environ, "PROBE_MODEL": str(folder), "PROBE_OUT": str(out), "PROBE_SCORE_FIRST": "1" if score_first else ""}
     env["PYTHONPATH"] = os.pathsep.join([str(tmp_path), env.get("PYTHONPATH", "")])
     server = subprocess.Popen(

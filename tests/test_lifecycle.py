@@ -54,6 +54,22 @@ def test_close_waits_for_a_call_of_many_batches(converted) -> None:  # type: ign
         reranker.score(QUERY, DOCS[:1])
 
 
+def test_calls_after_close(converted) -> None:  # type: ignore[no-untyped-def]
+    """Every call after close() raises ModelClosedError (a RuntimeError); close() is idempotent and ends a with block."""
+    reranker = Reranker(converted("tiny"), threads=1)
+    assert len(reranker.rank(QUERY, DOCS)) == len(DOCS)
+    reranker.close()
+    reranker.close()  # idempotent
+    for call in (lambda: reranker.rank(QUERY, DOCS), lambda: reranker.score(QUERY, DOCS), lambda: reranker.rank(QUERY, [])):
+        with pytest.raises(ModelClosedError, match=r"^Reranker was closed$"):
+            call()
+    with Reranker(converted("tiny"), threads=1) as managed:
+        managed.score(QUERY, DOCS)
+    with pytest.raises(ModelClosedError):
+        managed.score(QUERY, DOCS)
+    assert isinstance(ModelClosedError("x"), RuntimeError)
+
+
 def test_clear_cache_never_breaks_a_rank_call_in_flight(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     folder = str(converted("tiny"))
     expected = Reranker(folder, threads=1).rank(QUERY, DOCS).to_dicts()

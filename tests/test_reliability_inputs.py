@@ -20,10 +20,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastrerank import (
+    FastRerankError,
     InferenceError,
     InvalidInputError,
     InvalidTypeError,
-    ModelClosedError,
     Reranker,
 )
 from fastrerank._engine import runtime as runtime_module
@@ -59,6 +59,7 @@ BAD_CALLS = {
     "documents is a generator": ({"documents": (d for d in DOCS)}, InvalidTypeError, r"^documents must be a sequence of str, got generator$"),
     "documents is a set": ({"documents": {"a"}}, InvalidTypeError, r"^documents must be a sequence of str, got set$"),
     "documents is bytes": ({"documents": b"abc"}, InvalidTypeError, r"^documents must be a sequence of str, got bytes$"),
+    "documents is None": ({"documents": None}, InvalidTypeError, r"^documents must be a sequence of str, got NoneType$"),
     "doc None": ({"documents": ["a", "b", "c", None]}, InvalidTypeError, r"^documents\[3\] must be str, got NoneType$"),
     "doc int": ({"documents": [1]}, InvalidTypeError, r"^documents\[0\] must be str, got int$"),
     "doc bytes": ({"documents": ["a", b"b"]}, InvalidTypeError, r"^documents\[1\] must be str, got bytes$"),
@@ -71,24 +72,28 @@ BAD_CALLS = {
     "overlap 81": ({"overlap_tokens": 81}, InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got 81$"),
     "overlap -1": ({"overlap_tokens": -1}, InvalidInputError, r"^overlap_tokens must be in \[0, 80\], got -1$"),
     "overlap True": ({"overlap_tokens": True}, InvalidTypeError, r"^overlap_tokens must be an int, got bool True$"),
+    "overlap False": ({"overlap_tokens": False}, InvalidTypeError, r"^overlap_tokens must be an int, got bool False$"),
     "max_chunks 0": ({"max_chunks_per_doc": 0}, InvalidInputError, r"^max_chunks_per_doc must be >= 1, got 0$"),
     "max_chunks -3": ({"max_chunks_per_doc": -3}, InvalidInputError, r"^max_chunks_per_doc must be >= 1, got -3$"),
     "max_chunks True": ({"max_chunks_per_doc": True}, InvalidTypeError, r"^max_chunks_per_doc must be an int, got bool True$"),
     "max_chunks 2.0": ({"max_chunks_per_doc": 2.0}, InvalidTypeError, r"^max_chunks_per_doc must be an int, got float 2.0$"),
+    "return_documents 1": ({"return_documents": 1}, InvalidTypeError, r"^return_documents must be a bool, got int 1$"),
 }
+RANK_ONLY = ("top_n", "return_documents")  # score() takes neither
 
 
 @pytest.mark.parametrize(("case", "method"), [
     (case, method) for case in sorted(BAD_CALLS) for method in ("rank", "score")
-    if method == "rank" or "top_n" not in BAD_CALLS[case][0]  # score() has no top_n
+    if method == "rank" or not set(RANK_ONLY) & set(BAD_CALLS[case][0])
 ])
 def test_bad_argument_exact_error(case: str, method: str, tiny_reranker: Reranker, monkeypatch: pytest.MonkeyPatch) -> None:
     changes, error, message = BAD_CALLS[case]
     monkeypatch.setattr(runtime_module, "_first_token_states", _model_must_not_run)
     call = {"query": QUERY, "documents": DOCS, **changes}
     args = (call.pop("query"), call.pop("documents"))
-    with pytest.raises(error, match=message):
+    with pytest.raises(error, match=message) as caught:
         getattr(tiny_reranker, method)(*args, **call)
+    assert isinstance(caught.value, FastRerankError)
 
 
 def _model_must_not_run(encoder: object, rows: object, template: object = None) -> None:
@@ -108,16 +113,19 @@ def test_query_with_no_tokens_is_refused(converted, tmp_path: Path) -> None:  # 
     with Reranker(folder, threads=1) as reranker:
         with pytest.raises(InvalidInputError, match=r"^query produced no tokens: '\\x00\\x07\\x1f'$"):
             reranker.rank("\x00\x07\x1f", DOCS)
+        with pytest.raises(InvalidInputError, match=r"^query produced no tokens: '\\u200b\\u200b'$"):
+            reranker.rank("\u200b\u200b", DOCS)  # XLM-R's normalizer deletes U+200B too
         with pytest.raises(InvalidInputError, match="query produced no tokens"):
             reranker.score("\x00", [])
         assert len(reranker.rank("a\x00", DOCS)) == len(DOCS)
+        assert len(reranker.rank("apple\u200b", ["\u200b", "\x00", "a doc"])) == 3  # 0-token documents are scored
 
 
 def test_window_too_small_names_the_computed_window(converted) -> None:  # type: ignore[no-untyped-def]
     # overlap_tokens is capped at W // 4, so it can never reach the window; the window itself can
     # vanish when max_length is tiny and the query takes its 3/4.
     with Reranker(converted("short"), threads=1, max_length=16) as reranker, \
-            pytest.raises(InvalidInputError, match=r"W = max_length - len\(query\) - 4 = 0; expected >= 1"):
+            pytest.raises(InvalidInputError, match=r"window W = max_length - len\(query\) - 4 = 0; expected >= 1"):
         reranker.rank("apple " * 40, DOCS)
 
 
@@ -128,21 +136,6 @@ def test_non_finite_logit_raises_inference_error(converted, tmp_path: Path) -> N
             reranker.rank(QUERY, DOCS)
         with pytest.raises(InferenceError, match="non-finite"):
             reranker.score(QUERY, DOCS, raw=True)
-
-
-def test_calls_after_close(converted) -> None:  # type: ignore[no-untyped-def]
-    reranker = Reranker(converted("tiny"), threads=1)
-    assert len(reranker.rank(QUERY, DOCS)) == 4
-    reranker.close()
-    reranker.close()  # idempotent
-    for call in (lambda: reranker.rank(QUERY, DOCS), lambda: reranker.score(QUERY, DOCS), lambda: reranker.rank(QUERY, [])):
-        with pytest.raises(ModelClosedError, match=r"^Reranker was closed$"):
-            call()
-    with Reranker(converted("tiny"), threads=1) as managed:
-        managed.score(QUERY, DOCS)
-    with pytest.raises(ModelClosedError):
-        managed.score(QUERY, DOCS)
-    assert isinstance(ModelClosedError("x"), RuntimeError)
 
 
 # --- rows that give a result -----------------------------------------------------------------

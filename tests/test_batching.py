@@ -1,0 +1,71 @@
+"""Property tests of length-aware batching (``fastrerank._engine.batching.plan_batches``), a pure function.
+
+That the reranker's scores do not depend on ``batch_tokens`` is tested with a real model in
+test_reranker.py; here only the packing contract is checked.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from fastrerank._engine.batching import plan_batches
+
+FAST = settings(max_examples=200, deadline=None)
+
+# Rows always hold at least the pair template's specials; budgets are validated >= 1.
+lengths_lists = st.lists(st.integers(1, 600), max_size=60)
+budgets = st.integers(1, 4096)
+
+
+@FAST
+@given(lengths_lists, budgets)
+def test_batches_partition_the_rows(lengths: list[int], budget: int) -> None:
+    batches = plan_batches(lengths, budget)
+    flat = [index for batch in batches for index in batch]
+    assert sorted(flat) == list(range(len(lengths)))
+    assert all(batches), "no empty batch"
+
+
+@FAST
+@given(lengths_lists, budgets)
+def test_each_batch_fits_the_budget_unless_one_row_exceeds_it(lengths: list[int], budget: int) -> None:
+    for batch in plan_batches(lengths, budget):
+        longest = max(lengths[index] for index in batch)
+        if longest > budget:
+            assert len(batch) == 1, "a row over the budget runs alone"
+        else:
+            assert len(batch) * longest <= budget
+
+
+@FAST
+@given(lengths_lists, budgets)
+def test_rows_come_longest_first_and_ties_keep_their_order(lengths: list[int], budget: int) -> None:
+    flat = [index for batch in plan_batches(lengths, budget) for index in batch]
+    assert flat == sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
+    for batch in plan_batches(lengths, budget):
+        assert lengths[batch[0]] == max(lengths[index] for index in batch)  # the first row sets the padded width
+
+
+@FAST
+@given(lengths_lists, budgets)
+def test_a_batch_closes_only_when_the_next_row_would_not_fit(lengths: list[int], budget: int) -> None:
+    """Greedy packing: no batch could have taken the next batch's first row within the budget."""
+    batches = plan_batches(lengths, budget)
+    for batch in batches[:-1]:
+        assert (len(batch) + 1) * lengths[batch[0]] > budget
+
+
+@FAST
+@given(lengths_lists, budgets)
+def test_planning_is_deterministic_and_leaves_the_input_alone(lengths: list[int], budget: int) -> None:
+    before = list(lengths)
+    assert plan_batches(lengths, budget) == plan_batches(tuple(lengths), budget)
+    assert lengths == before
+
+
+def test_examples() -> None:
+    assert plan_batches([], 100) == []
+    assert plan_batches([10, 30, 20, 30], 60) == [[1, 3], [2, 0]]
+    assert plan_batches([10, 10, 10, 10], 25) == [[0, 1], [2, 3]]
+    assert plan_batches([500, 5, 5], 100) == [[0], [1, 2]]
