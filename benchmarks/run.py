@@ -61,6 +61,7 @@ def systems(mimalloc: str | None) -> list[System]:
         # libgomp's own default (spin 300000 rounds after a parallel region before sleeping) instead of
         # the OMP_WAIT_POLICY=PASSIVE that fastrerank gives CTranslate2's libgomp.
         System("fastrerank-int8+spin", "fastrerank", ("W1", "W2", "W3"), {"GOMP_SPINCOUNT": "300000"}, "tuning"),
+        System("fastrerank-int8+spin10k", "fastrerank", ("W1", "W2", "W3"), {"GOMP_SPINCOUNT": "10000"}, "tuning"),
         System("fastrerank-int8+bt8192", "fastrerank", ("W1", "W2"), {"BENCH_BATCH_TOKENS": "8192"}, "tuning"),
         System("fastrerank-int8+bt2048", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "2048"}, "tuning"),
         System("fastrerank-int8+bt512", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "512"}, "tuning"),
