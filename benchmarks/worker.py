@@ -56,16 +56,17 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "c
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
     batches under the same padded-token budget as fastrerank, and fastrerank's numpy head; the same
     CPU kernels as a fastrerank ``Reranker`` (AVX-512 where available), so the difference is the pipeline."""
-    import ctranslate2
     import numpy as np
     from tokenizers import Tokenizer
 
     from fastrerank import _model_format as model_format
+    from fastrerank._ctranslate2 import import_ctranslate2
     from fastrerank._engine.batching import plan_batches
     from fastrerank._engine.cpu_isa import cpu_isa_for_load
     from fastrerank._engine.head import ClassificationHead  # numpy, without BLAS threads (see its docstring)
     from fastrerank._reranker import default_batch_tokens
 
+    ctranslate2 = import_ctranslate2()  # its libgomp sleeps when idle, as in a Reranker
     budget = BATCH_TOKENS or default_batch_tokens(device)
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
     with cpu_isa_for_load():

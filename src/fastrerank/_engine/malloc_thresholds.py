@@ -16,8 +16,10 @@ has the measured cost).
 that frees a 32 MiB block: it allocates and frees one such block, which moves the dynamic
 thresholds to their ceiling. No ``mallopt`` parameter is set, glibc stays in its dynamic mode,
 and arenas are left alone (a thread still gets an arena of its own); freed memory above 64 MiB at
-the top of a heap is still returned to the system. :func:`fastrerank.tune_process` remains the
-opt-in for changing malloc's settings.
+the top of a heap is still returned to the system. The thresholds are the process's, not
+CTranslate2's: afterwards the host's own blocks of 128 KiB to 32 MiB come from the heap too, and
+each arena may keep up to 64 MiB free at its top, as in any program that freed such a block.
+:func:`fastrerank.tune_process` remains the opt-in for changing malloc's settings.
 """
 
 from __future__ import annotations
@@ -26,13 +28,13 @@ import os
 import sys
 import threading
 
-__all__ = ["CEILING_BLOCK", "raise_dynamic_thresholds"]
+__all__ = ["CEILING", "ceiling_block", "raise_dynamic_thresholds"]
 
 # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit targets bounds the freed mapped chunks that raise
-# the dynamic mmap threshold (the trim threshold follows at twice it). glibc compares the chunk's
-# size field with its flag bits set, so a chunk of exactly 32 MiB does not count: the block is one
-# page less, with room for the chunk header.
-CEILING_BLOCK = (32 << 20) - 4096
+# the dynamic mmap threshold (the trim threshold follows at twice it). A mapped chunk is a whole
+# number of pages, and glibc compares its size field with the flag bits set, so a chunk of exactly
+# 32 MiB does not count: the block is one page less, with room for the chunk header.
+CEILING = 32 << 20
 _CHUNK_OVERHEAD = 32
 
 _lock = threading.Lock()
@@ -44,8 +46,14 @@ def _on_glibc() -> bool:
         return False
     try:
         return os.confstr("CS_GNU_LIBC_VERSION") is not None
-    except (ValueError, OSError):
+    except (ValueError, OSError):  # musl has no such name
         return False
+
+
+def ceiling_block() -> int:
+    """The request whose mapped chunk is the largest that still raises glibc's thresholds (its size
+    is the ceiling less one page, whatever the page size)."""
+    return CEILING - os.sysconf("SC_PAGESIZE") - _CHUNK_OVERHEAD
 
 
 def raise_dynamic_thresholds() -> bool:
@@ -65,7 +73,8 @@ def raise_dynamic_thresholds() -> bool:
         libc.malloc.restype = ctypes.c_void_p
         libc.malloc.argtypes = [ctypes.c_size_t]
         libc.free.argtypes = [ctypes.c_void_p]
-        libc.free(libc.malloc(CEILING_BLOCK - _CHUNK_OVERHEAD))  # free(NULL) does nothing
+        libc.free.restype = None
+        libc.free(libc.malloc(ceiling_block()))  # free(NULL) does nothing
         return True
 
 
