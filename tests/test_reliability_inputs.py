@@ -180,6 +180,8 @@ def test_sequences_other_than_list_are_accepted(tiny_reranker: Reranker) -> None
 
     expected = tiny_reranker.score(QUERY, DOCS)
     np.testing.assert_array_equal(tiny_reranker.score(QUERY, tuple(DOCS)), expected)
+    np.testing.assert_array_equal(tiny_reranker.score(QUERY, np.array(DOCS, dtype=object)), expected)  # type: ignore[arg-type]
+    assert tiny_reranker.rank(QUERY, np.array(DOCS, dtype=object)) == tiny_reranker.rank(QUERY, DOCS)  # type: ignore[arg-type]
     docs = Docs()
     np.testing.assert_array_equal(tiny_reranker.score(QUERY, docs), expected)
     assert Docs.iterations == 1  # materialised once

@@ -117,17 +117,8 @@ def test_unicode_and_empty_documents_are_scored(tiny_reranker: Reranker, hf_mode
     np.testing.assert_allclose(scores, expected, atol=1e-4)
 
 
-def test_empty_docs_returns_empty_ranking(tiny_reranker: Reranker) -> None:
-    ranking = tiny_reranker.rank(QUERY, [])
-    assert len(ranking) == 0 and ranking.tokens == 0
-    assert tiny_reranker.score(QUERY, ()).shape == (0,)
 
 
-def test_sequences_other_than_lists(tiny_reranker: Reranker) -> None:
-    docs = _docs(4)
-    assert tiny_reranker.rank(QUERY, tuple(docs)) == tiny_reranker.rank(QUERY, docs)
-    assert tiny_reranker.rank(QUERY, np.array(docs, dtype=object)) == tiny_reranker.rank(QUERY, docs)  # type: ignore[arg-type]
-    assert tiny_reranker.rank(QUERY, docs, top_n=np.int64(2)) == tiny_reranker.rank(QUERY, docs, top_n=2)  # type: ignore[arg-type]
 
 
 def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-def]
