@@ -47,7 +47,8 @@ def systems(mimalloc: str | None) -> list[System]:
         System("torch-fp32", "peers"),
         System("st-torch", "peers", ("W1", "W3")),
         System("st-onnx-int8", "peers"),
-        System("st-openvino-int8", "peers"),
+        System("st-openvino-int8", "peers"),  # OpenVINO's LATENCY form (CrossEncoder's default): 1 stream
+        System("st-openvino-throughput", "peers"),  # its THROUGHPUT form: 1-thread streams, async 2-row requests
         System("ct2-raw-int8", "fastrerank"),
         System("fastrerank-int8", "fastrerank"),
         System("fastrerank-int8+cli-env", "fastrerank", ALL, {**GLIBC_ENV, **THP_ENV, "CT2_FORCE_CPU_ISA": "AVX512"}),

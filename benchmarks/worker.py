@@ -155,6 +155,60 @@ def cross_encoder_system(root: Path, backend: str, threads: int, device: str = "
     return score
 
 
+def openvino_throughput_system(root: Path, threads: int, request_rows: int = 2) -> Scorer:
+    """OpenVINO's own API in its THROUGHPUT form, on the same int8 IR as ``st-openvino-int8``.
+
+    ``threads`` streams of one thread each (``PERFORMANCE_HINT=THROUGHPUT``), fed by an
+    ``AsyncInferQueue`` with one job per stream: pairs tokenized in the call (as ``CrossEncoder``
+    does, truncated to 512), rows sorted longest first and cut into ``request_rows``-row requests,
+    each padded to its own longest row; a callback stores each request's logits by row index, then
+    the sigmoid (``CrossEncoder``'s activation for one label). Streams x threads is ``threads`` cores.
+    """
+    import numpy as np
+    import openvino
+    from transformers import AutoTokenizer
+
+    folder = root / "peers" / "openvino"
+    core = openvino.Core()
+    compiled = core.compile_model(str(folder / "openvino" / "openvino_model_qint8_quantized.xml"), "CPU",
+                                  {"PERFORMANCE_HINT": "THROUGHPUT", "NUM_STREAMS": str(threads),
+                                   "INFERENCE_NUM_THREADS": str(threads)})
+    streams = int(compiled.get_property("NUM_STREAMS"))
+    print(f"openvino {openvino.__version__}: NUM_STREAMS={streams} "
+          f"INFERENCE_NUM_THREADS={compiled.get_property('INFERENCE_NUM_THREADS')} "
+          f"INFERENCE_PRECISION_HINT={compiled.get_property('INFERENCE_PRECISION_HINT')} "
+          f"OPTIMAL_NUMBER_OF_INFER_REQUESTS={compiled.get_property('OPTIMAL_NUMBER_OF_INFER_REQUESTS')}",
+          file=sys.stderr, flush=True)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    pad = tokenizer.pad_token_id
+    queue = openvino.AsyncInferQueue(compiled, streams)
+    logits = np.empty(0, dtype=np.float32)
+
+    def done(request: openvino.InferRequest, rows: np.ndarray) -> None:
+        logits[rows] = request.get_output_tensor(0).data[:, 0]
+
+    queue.set_callback(done)
+
+    def score(query: str, docs: list[str]) -> list[float]:
+        nonlocal logits
+        encoded = tokenizer([(query, d) for d in docs], truncation=True, max_length=512)["input_ids"]
+        order = np.argsort([-len(ids) for ids in encoded], kind="stable")
+        logits = np.empty(len(docs), dtype=np.float32)
+        for start in range(0, len(order), request_rows):
+            rows = order[start : start + request_rows]
+            width = len(encoded[rows[0]])  # longest first: the first row is the request's longest
+            ids = np.full((len(rows), width), pad, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, i in enumerate(rows):
+                ids[r, : len(encoded[i])] = encoded[i]
+                mask[r, : len(encoded[i])] = 1
+            queue.start_async({"input_ids": ids, "attention_mask": mask}, rows)
+        queue.wait_all()
+        return (1.0 / (1.0 + np.exp(-logits))).tolist()
+
+    return score
+
+
 def flashrank_system(root: Path, threads: int) -> Scorer:
     """FlashRank's ``Ranker.rerank`` on the int8 ONNX model in FlashRank's cache layout (``build_peers.py``).
 
@@ -196,6 +250,8 @@ def load(system: str, root: Path, threads: int) -> Scorer:
         return ct2_raw_system(root, kind.removeprefix("ct2-raw-"), threads)
     if kind == "torch-fp32":
         return torch_system(root, threads)
+    if kind == "st-openvino-throughput":
+        return openvino_throughput_system(root, threads)
     if kind.startswith("st-"):
         return cross_encoder_system(root, kind.split("-")[1], threads)
     if kind == "flashrank":
