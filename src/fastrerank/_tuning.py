@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ._engine.cpu_isa import ISA_VARIABLE, cpu_flags, preferred_cpu_isa
+from ._engine.malloc_thresholds import on_glibc
 
 __all__ = ["GLIBC_ENV", "GLIBC_MALLOPT", "ProcessTuning", "recommended_environment", "tune_process"]
 
@@ -64,11 +64,8 @@ class ProcessTuning:
 
 
 def _glibc_malloc_available(environ: Mapping[str, str]) -> bool:
-    if not sys.platform.startswith("linux") or environ.get("LD_PRELOAD"):
-        return False  # another allocator is preloaded: glibc's switches would not reach it
-    import platform
-
-    return platform.libc_ver()[0] == "glibc"
+    # With another allocator preloaded, glibc's switches would not reach it.
+    return not environ.get("LD_PRELOAD") and on_glibc()
 
 
 def tune_process() -> ProcessTuning:

@@ -28,7 +28,7 @@ import os
 import sys
 import threading
 
-__all__ = ["CEILING", "ceiling_block", "raise_dynamic_thresholds"]
+__all__ = ["CEILING", "ceiling_block", "on_glibc", "raise_dynamic_thresholds"]
 
 # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit targets bounds the freed mapped chunks that raise
 # the dynamic mmap threshold (the trim threshold follows at twice it). A mapped chunk is a whole
@@ -41,7 +41,8 @@ _lock = threading.Lock()
 _done = False
 
 
-def _on_glibc() -> bool:
+def on_glibc() -> bool:
+    """Whether this process runs on glibc (Linux; not musl, not macOS)."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -64,7 +65,7 @@ def raise_dynamic_thresholds() -> bool:
     """
     global _done
     with _lock:
-        if _done or not _on_glibc():
+        if _done or not on_glibc():
             return False
         _done = True
         import ctypes
