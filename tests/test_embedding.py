@@ -15,6 +15,7 @@ import sys
 import pytest
 
 from fastrerank._engine import cpu_isa
+from fastrerank._scoped_env import ScopedVariable
 from fastrerank._tuning import GLIBC_ENV, recommended_environment
 
 from .reliability_helpers import run_python
@@ -186,6 +187,29 @@ def test_the_isa_scope_restores_the_environment_and_acts_once(monkeypatch: pytes
     assert environ == {"HOME": "/root"} and cpu_isa._chosen is True
     with cpu_isa.cpu_isa_for_load(environ, flags=AVX512_FLAGS):  # CTranslate2 has chosen: nothing to set
         assert environ == {"HOME": "/root"}
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork")
+def test_a_scoped_variable_is_removed_in_a_child_forked_inside_its_window() -> None:
+    """What CT2_FORCE_CPU_ISA and OMP_WAIT_POLICY rely on: the thread that would remove the
+    variable does not exist in the child, so the child's fork handler does."""
+    variable = ScopedVariable("FASTRERANK_TEST_SCOPED")
+    environ: dict[str, str] = {"HOME": "/root"}
+    with variable.set_to(None, environ):  # None sets nothing
+        assert environ == {"HOME": "/root"}
+    with variable.set_to("on", environ):
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report what it sees and leave at once
+            os.write(write, json.dumps(environ).encode())
+            os._exit(0)
+        os.close(write)
+        seen_by_child = json.loads(os.read(read, 4096))
+        os.close(read)
+        os.waitpid(pid, 0)
+        assert environ == {"HOME": "/root", "FASTRERANK_TEST_SCOPED": "on"}  # the parent's window goes on
+    assert seen_by_child == {"HOME": "/root"}
+    assert environ == {"HOME": "/root"}
 
 
 @pytest.mark.parametrize(("environ", "flags", "expected"), [

@@ -26,11 +26,13 @@ import threading
 from pathlib import Path
 from types import ModuleType
 
+from ._scoped_env import ScopedVariable
+
 __all__ = ["WAIT_POLICY_VARIABLES", "bundled_libgomp", "import_ctranslate2"]
 
 WAIT_POLICY_VARIABLES = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
 _lock = threading.Lock()
-_set_now = False  # OMP_WAIT_POLICY is in os.environ for a load in progress
+_wait_policy = ScopedVariable("OMP_WAIT_POLICY")
 
 
 def bundled_libgomp() -> Path | None:
@@ -48,7 +50,6 @@ def bundled_libgomp() -> Path | None:
 
 def import_ctranslate2() -> ModuleType:
     """``import ctranslate2``; the first time, with its bundled libgomp loaded to sleep when idle."""
-    global _set_now
     if "ctranslate2" not in sys.modules:
         with _lock:
             libgomp = None
@@ -57,26 +58,19 @@ def import_ctranslate2() -> ModuleType:
             if libgomp is not None:
                 import ctypes
 
-                _set_now = True  # before the variable: a fork in between must not keep it
-                os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
-                try:
-                    ctypes.CDLL(str(libgomp))  # libgomp reads its environment here, once
-                except OSError:
-                    pass  # the import below loads it the usual way
-                finally:
-                    os.environ.pop("OMP_WAIT_POLICY", None)
-                    _set_now = False
+                with _wait_policy.set_to("PASSIVE"):
+                    try:
+                        ctypes.CDLL(str(libgomp))  # libgomp reads its environment here, once
+                    except OSError:
+                        pass  # the import below loads it the usual way
     import ctranslate2
 
     return ctranslate2
 
 
 def _after_fork_in_child() -> None:
-    global _lock, _set_now
-    _lock = threading.Lock()  # a parent's thread may have held it at the fork
-    if _set_now:  # forked in the middle of the load: the child's environment is the user's
-        os.environ.pop("OMP_WAIT_POLICY", None)
-        _set_now = False
+    global _lock
+    _lock = threading.Lock()  # a parent's thread may have held it at the fork (ScopedVariable removes its variable)
 
 
 if hasattr(os, "register_at_fork"):

@@ -15,6 +15,8 @@ import threading
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
 
+from .._scoped_env import ScopedVariable
+
 __all__ = ["AVX512_FLAGS", "ISA_VARIABLE", "cpu_flags", "cpu_isa_for_load", "preferred_cpu_isa"]
 
 ISA_VARIABLE = "CT2_FORCE_CPU_ISA"
@@ -23,7 +25,7 @@ AVX512_FLAGS = frozenset({"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512
 
 _scope_lock = threading.Lock()
 _chosen = False  # CTranslate2 has loaded a model in this process: its ISA is fixed from now on
-_set_now = False  # the variable is set by a load in progress
+_isa = ScopedVariable(ISA_VARIABLE)
 
 
 def cpu_flags(path: str = "/proc/cpuinfo") -> frozenset[str]:
@@ -54,32 +56,21 @@ def cpu_isa_for_load(environ: MutableMapping[str, str] | None = None, *, flags: 
     interleave their set and restore. A child forked during the window gets the variable removed
     again (see the fork handler below).
     """
-    global _chosen, _set_now
+    global _chosen
     if _chosen:
         yield
         return
     environ = os.environ if environ is None else environ
     with _scope_lock:
         isa = None if _chosen else preferred_cpu_isa(environ, cpu_flags() if flags is None else flags)
-        if isa is not None:
-            environ[ISA_VARIABLE] = isa
-            _set_now = True
-        try:
+        with _isa.set_to(isa, environ):
             yield
             _chosen = True
-        finally:
-            if isa is not None:
-                environ.pop(ISA_VARIABLE, None)
-                _set_now = False
 
 
 def _after_fork_in_child() -> None:
-    global _scope_lock, _set_now
-    # The loading thread does not exist in the child: undo what it would have undone.
-    if _set_now:
-        os.environ.pop(ISA_VARIABLE, None)
-        _set_now = False
-    _scope_lock = threading.Lock()
+    global _scope_lock
+    _scope_lock = threading.Lock()  # the loading thread does not exist in the child (ScopedVariable removes its variable)
 
 
 if hasattr(os, "register_at_fork"):
