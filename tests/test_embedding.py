@@ -212,6 +212,29 @@ def test_a_scoped_variable_is_removed_in_a_child_forked_inside_its_window() -> N
     assert environ == {"HOME": "/root"}
 
 
+def test_the_bundled_libgomp_is_found_only_in_the_wheels_own_folder(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """Where CTranslate2 is not the Linux wheel (no ``ctranslate2.libs/``, or an unclear one),
+    nothing is loaded early and no variable is set: it is imported as it is."""
+    import importlib.machinery
+
+    from fastrerank import _ctranslate2
+
+    package = tmp_path / "ctranslate2"
+    package.mkdir()
+    spec = importlib.machinery.ModuleSpec("ctranslate2", None, is_package=True)
+    spec.submodule_search_locations = [str(package)]
+    monkeypatch.setattr(_ctranslate2.importlib.util, "find_spec", lambda name: spec)
+    assert _ctranslate2.bundled_libgomp() is None  # no ctranslate2.libs folder
+    libs = tmp_path / "ctranslate2.libs"
+    libs.mkdir()
+    (libs / "libgomp-e985bcbb.so.1.0.0").write_bytes(b"")
+    assert _ctranslate2.bundled_libgomp() == libs / "libgomp-e985bcbb.so.1.0.0"
+    (libs / "libgomp-0123abcd.so.1.0.0").write_bytes(b"")
+    assert _ctranslate2.bundled_libgomp() is None  # two candidates: not a wheel's layout
+    monkeypatch.setattr(_ctranslate2.importlib.util, "find_spec", lambda name: None)
+    assert _ctranslate2.bundled_libgomp() is None  # not installed
+
+
 @pytest.mark.parametrize(("environ", "flags", "expected"), [
     ({}, AVX512_FLAGS, "AVX512"),
     ({"CT2_FORCE_CPU_ISA": "AVX2"}, AVX512_FLAGS, None),  # the user's choice wins
