@@ -41,7 +41,7 @@ def systems(mimalloc: str | None) -> list[System]:
 
     ``fastrerank-int8`` runs with the library's defaults: the host process left alone (glibc's
     malloc as it is), CTranslate2's AVX-512 kernels on a CPU that has them (chosen while the model
-    loads), and 1024 padded tokens per batch on the CPU.
+    loads), one encoder replica per thread and 512 padded tokens per batch on the CPU.
     """
     found = [
         System("torch-fp32", "peers"),
@@ -64,8 +64,11 @@ def systems(mimalloc: str | None) -> list[System]:
         System("fastrerank-int8+spin", "fastrerank", ("W1", "W2", "W3"), {"GOMP_SPINCOUNT": "300000"}, "tuning"),
         System("fastrerank-int8+spin10k", "fastrerank", ("W1", "W2", "W3"), {"GOMP_SPINCOUNT": "10000"}, "tuning"),
         System("fastrerank-int8+bt8192", "fastrerank", ("W1", "W2"), {"BENCH_BATCH_TOKENS": "8192"}, "tuning"),
+        # The layout before replicas: one encoder running each batch on every thread, 1024-token batches.
+        System("fastrerank-int8+one-replica", "fastrerank", ALL, {"BENCH_REPLICAS": "1", "BENCH_BATCH_TOKENS": "1024"}, "tuning"),
+        System("fastrerank-int8+bt1024", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "1024"}, "tuning"),
         System("fastrerank-int8+bt2048", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "2048"}, "tuning"),
-        System("fastrerank-int8+bt512", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "512"}, "tuning"),
+        System("fastrerank-int8+bt256", "fastrerank", ("W1",), {"BENCH_BATCH_TOKENS": "256"}, "tuning"),
     ]
     if mimalloc:
         found.append(System("fastrerank-int8+mimalloc", "fastrerank", ("W1",),

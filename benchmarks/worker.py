@@ -28,6 +28,8 @@ Scorer = Callable[[str, list[str]], list[float]]
 BATCH_SIZE = 32  # the peers' batch size (rows); FlagEmbedding and sentence-transformers sort by length
 # fastrerank's padded-token budget per batch; unset: the library's CPU default (raw CTranslate2 uses it too)
 BATCH_TOKENS = int(os.environ["BENCH_BATCH_TOKENS"]) if os.environ.get("BENCH_BATCH_TOKENS") else None
+# fastrerank's encoder replicas; unset: the library's default (one per thread on the CPU)
+REPLICAS = int(os.environ["BENCH_REPLICAS"]) if os.environ.get("BENCH_REPLICAS") else None
 
 
 def fastrerank_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
@@ -39,7 +41,7 @@ def fastrerank_system(root: Path, compute_type: str, threads: int, device: str =
         fastrerank.tune_process()
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
     reranker = fastrerank.Reranker(folder, device=device, compute_type=compute_type, threads=threads,
-                                   batch_tokens=batch_tokens)
+                                   batch_tokens=batch_tokens, replicas=REPLICAS)
 
     def score(query: str, docs: list[str]) -> list[float]:
         ranking = reranker.rank(query, docs)

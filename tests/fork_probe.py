@@ -2,7 +2,7 @@
 
     python fork_probe.py FOLDER THREADS STATE VIA
 
-THREADS is ``1``, ``2`` or ``default``; STATE says what the parent did before forking:
+THREADS is ``1``, ``2``, ``2x1`` (2 threads, 1 replica: an OpenMP team per batch) or ``default``; STATE says what the parent did before forking:
 ``loaded`` (built a Reranker), ``scored`` (and called it), ``loading`` (another thread was
 building one), ``calling`` (another thread was in the middle of a call); VIA is ``object`` (a
 Reranker instance) or ``cache`` (``fastrerank.rank``'s process-wide cache). Every child gets a
@@ -33,7 +33,13 @@ QUERY, DOCS = "apple fruit", ["apple pie", "car engine", "fruit salad and apple"
 
 def main() -> None:
     folder, threads_arg, state, via = sys.argv[1:5]
-    options = {} if threads_arg == "default" else {"threads": int(threads_arg)}
+    if threads_arg == "default":
+        options = {}
+    elif "x" in threads_arg:  # THREADSxREPLICAS, e.g. 2x1: one replica running each batch on 2 threads
+        threads, replicas = threads_arg.split("x")
+        options = {"threads": int(threads), "replicas": int(replicas)}
+    else:
+        options = {"threads": int(threads_arg)}
     env_before = dict(os.environ)
 
     def make() -> Reranker:

@@ -69,3 +69,40 @@ def test_examples() -> None:
     assert plan_batches([10, 30, 20, 30], 60) == [[1, 3], [2, 0]]
     assert plan_batches([10, 10, 10, 10], 25) == [[0, 1], [2, 3]]
     assert plan_batches([500, 5, 5], 100) == [[0], [1, 2]]
+
+
+parts_counts = st.integers(2, 16)
+
+
+@FAST
+@given(lengths_lists, budgets, parts_counts)
+def test_with_parts_the_rows_still_fit_the_budget_and_come_longest_first(lengths: list[int], budget: int, parts: int) -> None:
+    batches = plan_batches(lengths, budget, parts=parts)
+    flat = [index for batch in batches for index in batch]
+    assert flat == sorted(range(len(lengths)), key=lambda index: (-lengths[index], index))
+    for batch in batches:
+        assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= budget
+
+
+@FAST
+@given(lengths_lists, budgets, parts_counts)
+def test_with_parts_two_rows_or_more_never_share_one_batch(lengths: list[int], budget: int, parts: int) -> None:
+    """Two replicas or more: a call of several rows is never left to a single replica."""
+    assert len(plan_batches(lengths, budget, parts=parts)) >= min(2, len(lengths))
+
+
+@FAST
+@given(lengths_lists, budgets, parts_counts)
+def test_parts_only_split_a_call_that_would_leave_replicas_idle(lengths: list[int], budget: int, parts: int) -> None:
+    """Where the budget alone gives every part a batch, parts change nothing."""
+    alone = plan_batches(lengths, budget)
+    if len(alone) >= parts and budget <= -(-sum(lengths) // parts):
+        assert plan_batches(lengths, budget, parts=parts) == alone
+
+
+def test_parts_examples() -> None:
+    # Eight rows of ~100 tokens fit one 1024-token batch; two replicas get four rows each.
+    assert plan_batches([100] * 8, 1024, parts=2) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+    assert plan_batches([100] * 8, 1024, parts=4) == [[0, 1], [2, 3], [4, 5], [6, 7]]
+    assert plan_batches([300], 1024, parts=2) == [[0]]  # one row cannot be shared
+    assert plan_batches([400, 10, 10], 1024, parts=2) == [[0], [1, 2]]  # never below the longest row

@@ -1,6 +1,7 @@
 """Fork-safety as hosts use it: bare ``os.fork``, multiprocessing ``fork`` and ``forkserver``, and
 gunicorn ``--preload`` with uvicorn workers, after the parent loaded, scored, was loading or was
-in the middle of a call, with 1, 2 or the default number of threads.
+in the middle of a call, with 1, 2 or the default number of threads (one replica each), and with
+one replica on 2 threads.
 
 The int8 model is the one that hangs: loading it runs an OpenMP parallel loop (CTranslate2's
 u8 compensation), and libgomp's per-thread team does not survive ``fork`` (see
@@ -31,7 +32,10 @@ PROBE = Path(__file__).resolve().parent / "fork_probe.py"
 QUERY, DOCS = "apple fruit", ["apple pie", "car engine", "fruit salad and apple"]
 CHILDREN = ("os.fork", "multiprocessing fork", "multiprocessing forkserver")
 
-MATRIX = [(threads, state, "object") for threads in ("1", "2", "default") for state in ("loaded", "scored", "loading", "calling")]
+# 2 and default run one replica per thread; 2x1 runs one replica on a 2-thread OpenMP team,
+# the layout that hangs in a child when nothing is done about it.
+MATRIX = [(threads, state, "object") for threads in ("1", "2", "2x1", "default")
+          for state in ("loaded", "scored", "loading", "calling")]
 MATRIX += [("default", state, "cache") for state in ("scored", "loading", "calling")]
 
 

@@ -139,7 +139,7 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
         Reranker(folder.parent / "nope")
     with pytest.raises(InvalidTypeError, match="model must be a path or a hub id"):
         Reranker(12)  # type: ignore[arg-type]
-    assert Reranker(folder, device="cpu").batch_tokens == 1024  # the CPU default (benchmarks/RESULTS.md)
+    assert Reranker(folder, device="cpu").batch_tokens == 512  # the CPU default (benchmarks/RESULTS.md)
     assert fastrerank._reranker.default_batch_tokens("cuda") == 8192
     assert Reranker(folder, batch_tokens=100).batch_tokens == 100
     with pytest.raises(InvalidInputError, match=r"batch_tokens must be .*1.*got 0"):
@@ -147,6 +147,55 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
 
 
 @pytest.mark.skipif(ctranslate2.get_cuda_device_count() > 0, reason="this machine has a CUDA device")
+def test_replicas_default_to_one_per_thread_on_the_cpu(converted) -> None:  # type: ignore[no-untyped-def]
+    folder = converted("tiny")
+    with Reranker(folder, device="cpu", threads=2) as default, Reranker(folder, device="cpu", threads=2, replicas=1) as one:
+        assert (default.replicas, default._runtime._encoder.num_encoders) == (2, 2)
+        assert (one.replicas, one._runtime._encoder.num_encoders) == (1, 1)
+        assert "threads=2 replicas=2 " in repr(default)
+    with Reranker(folder, device="cpu") as auto:
+        assert auto.replicas == auto.threads == len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("replicas", "error", "message"), [
+    (0, InvalidInputError, r"replicas must be >= 1, got 0"),
+    (3, InvalidInputError, r"replicas must be at most threads \(2\), got 3: each replica needs a thread"),
+    (True, InvalidTypeError, r"replicas must be an int, got bool True"),
+    (1.0, InvalidTypeError, r"replicas must be an int, got float 1\.0"),
+    ("2", InvalidTypeError, r"replicas must be an int, got str '2'"),
+])
+def test_bad_replicas_are_refused_before_loading(replicas: object, error: type[Exception], message: str, converted) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(error, match=message):
+        Reranker(converted("tiny"), device="cpu", threads=2, replicas=replicas)  # type: ignore[arg-type]
+
+
+def test_replicas_running_batches_at_once_score_like_the_reference(converted, hf_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
+    # Two replicas, one row a batch: the batches run two at a time and come back in any order.
+    docs = _docs(24, words=3)
+    with Reranker(converted("tiny"), device="cpu", threads=2, replicas=2, batch_tokens=1) as reranker:
+        scores = reranker.score(QUERY, docs)
+    np.testing.assert_allclose(scores, sigmoid(reference_pair_logits(hf_models["tiny"], QUERY, docs, 512)), atol=1e-4)
+
+
+def test_a_small_call_is_shared_by_the_replicas(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # Eight short documents fit one batch of the default budget; with two replicas they go as two.
+    import fastrerank._engine.runtime as runtime_module
+
+    real = runtime_module._first_token_states
+    batch_rows: list[int] = []
+
+    def recording(encoder, rows, template=None):  # type: ignore[no-untyped-def]
+        batch_rows.append(len(rows))
+        return real(encoder, rows, template)
+
+    monkeypatch.setattr(runtime_module, "_first_token_states", recording)
+    docs = _docs(8)
+    with Reranker(converted("tiny"), device="cpu", threads=2) as two, Reranker(converted("tiny"), device="cpu", threads=2, replicas=1) as one:
+        np.testing.assert_allclose(two.score(QUERY, docs), one.score(QUERY, docs), atol=1e-5)
+    *shared, alone = batch_rows
+    assert len(shared) >= 2 and sum(shared) == 8 and alone == 8  # two batches or more, then one
+
+
 def test_cuda_without_a_gpu_is_refused_up_front(converted) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match=r"device='cuda' but CTranslate2 sees no CUDA device"):
         Reranker(converted("tiny"), device="cuda")
@@ -212,6 +261,15 @@ def test_progress_callback(tiny_reranker: Reranker) -> None:
 
     tiny_reranker.rank(QUERY, _docs(30), progress=record)
     assert seen[-1] == (30, 30) and all(total == 30 for _, total in seen)
+
+
+def test_progress_is_reported_on_the_calling_thread_in_order(converted) -> None:  # type: ignore[no-untyped-def]
+    # With replicas the batches end on other threads, in any order; the callback still runs here.
+    seen: list[tuple[int, int, int]] = []
+    with Reranker(converted("tiny"), device="cpu", threads=2, replicas=2, batch_tokens=1) as reranker:
+        reranker.rank(QUERY, _docs(30), progress=lambda done, total: seen.append((done, total, threading.get_ident())))
+    assert [(done, total) for done, total, _ in seen] == [(i, 30) for i in range(1, 31)]
+    assert {ident for _, _, ident in seen} == {threading.get_ident()}
 
 
 def test_very_long_document_is_cut_before_tokenizing(short_reranker: Reranker, hf_models: dict[str, Path]) -> None:

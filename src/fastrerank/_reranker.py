@@ -22,7 +22,7 @@ from ._engine.batching import plan_batches
 from ._engine.chunking import WindowPlan, chunk_spans, plan_windows
 from ._engine.head import ClassificationHead, sigmoid
 from ._engine.pair_template import PairTemplate
-from ._engine.runtime import EncoderRuntime
+from ._engine.runtime import BatchRunner, EncoderRuntime
 from ._engine.tokenization import TextEncoder
 from ._loading import conversion_quantization, resolve_model
 from ._validation import (
@@ -45,9 +45,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 # Padded tokens per batch when the caller does not say. On the CPU, small length-sorted batches
-# waste little on padding and their buffers stay in cache; a GPU needs large batches to be busy.
-# Both values were chosen by measurement: benchmarks/RESULTS.md ("What this round changed", "GPU").
-DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 1024, "cuda": 8192}
+# waste little on padding, their buffers stay in cache, and many of them keep every replica busy
+# to the end of a call; a GPU needs large batches to be busy. Both values were chosen by
+# measurement: benchmarks/RESULTS.md ("Replicas", "GPU").
+DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 512, "cuda": 8192}
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
 MIN_MAX_LENGTH = 16
@@ -73,8 +74,13 @@ class Reranker:
             recommended 512, and may not exceed its positions.
         threads: CPU threads for the encoder; 0 uses every core this process may run on (the
             :attr:`threads` attribute says how many that is).
+        replicas: how many batches run at once, each on ``threads // replicas`` threads; the
+            replicas share one copy of the weights. ``None`` (default): one per thread on the
+            CPU (every batch on one core, as many batches as cores: the fastest layout measured,
+            and no OpenMP thread team), 1 on CUDA. ``replicas=1`` runs one batch at a time on
+            all the threads: the lowest latency for a call of a single short document.
         batch_tokens: padded tokens per batch; bounds memory whatever the number of documents.
-            ``None`` (default): 1024 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
+            ``None`` (default): 512 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
         cache_dir: where conversions are cached, and hub downloads (in ``<cache_dir>/hub``).
@@ -102,7 +108,7 @@ class Reranker:
     Example:
         >>> reranker = Reranker("path/to/converted")  # doctest: +SKIP
         >>> reranker  # doctest: +SKIP
-        <Reranker model='path/to/converted' device='cpu' compute_type='int8' threads=4 max_length=512 open>
+        <Reranker model='path/to/converted' device='cpu' compute_type='int8' threads=4 replicas=4 max_length=512 open>
         >>> reranker.rank("what is a panda?", ["The giant panda is a bear.", "Paris"], top_n=1)  # doctest: +SKIP
         <Ranking 1 document, 17 tokens: #0 0.9987>
     """
@@ -115,6 +121,7 @@ class Reranker:
         compute_type: str = "default",
         max_length: int | None = None,
         threads: int = 0,
+        replicas: int | None = None,
         batch_tokens: int | None = None,
         revision: str | None = None,
         allow_pickle: bool = False,
@@ -127,6 +134,8 @@ class Reranker:
         self.device = _resolve_device(device)
         _check_compute_type(compute_type, self.device)
         threads = check_int("threads", threads, minimum=0, maximum=max_threads())
+        self.threads = threads or _usable_cores()
+        self.replicas = _check_replicas(replicas, self.device, self.threads)
         self.batch_tokens = (
             default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
         )
@@ -134,7 +143,7 @@ class Reranker:
         # What a copy or an unpickled Reranker is loaded from (see __reduce__).
         self._init_args = (os.fspath(model) if isinstance(model, os.PathLike) else model,
                            {"device": device, "compute_type": compute_type, "max_length": max_length, "threads": threads,
-                            "batch_tokens": batch_tokens, "revision": revision, "allow_pickle": allow_pickle,
+                            "replicas": replicas, "batch_tokens": batch_tokens, "revision": revision, "allow_pickle": allow_pickle,
                             "cache_dir": None if cache.cache_dir is None else str(cache.cache_dir),
                             "local_files_only": cache.local_files_only})
         self.model_path: Path = resolve_model(model, quantization=quantization, revision=revision, allow_pickle=allow_pickle,
@@ -144,9 +153,9 @@ class Reranker:
         self._text = TextEncoder(self.model_path / model_format.TOKENIZER_FILE, embedding_rows=self.metadata.embedding_rows)
         self._head = ClassificationHead.from_file(self.model_path / model_format.HEAD_FILE, self.metadata.hidden_size)
         self._pairs = PairTemplate.from_record(self.metadata.pair_template)
-        self.threads = threads or _usable_cores()
         self._runtime = EncoderRuntime(
-            self.model_path, device=self.device, compute_type=compute_type, threads=self.threads, pair_template=self._pairs,
+            self.model_path, device=self.device, compute_type=compute_type, threads=self.threads,
+            replicas=self.replicas, pair_template=self._pairs,
         )
 
     def _check_max_length(self, max_length: int | None) -> int:
@@ -300,12 +309,12 @@ class Reranker:
         progress: ProgressCallback | None, names: _Names,
     ) -> tuple[np.ndarray, int, bool]:
         # The whole call counts as one: close() waits for it to finish, never cuts it between batches.
-        with self._runtime.call() as run_batch:
-            return self._score_open(queries, docs, query_of, options, progress, names, run_batch)
+        with self._runtime.call() as run_batches:
+            return self._score_open(queries, docs, query_of, options, progress, names, run_batches)
 
     def _score_open(
         self, queries: list[str], docs: list[str], query_of: np.ndarray, options: RankOptions,
-        progress: ProgressCallback | None, names: _Names, run_batch: Callable[[list[np.ndarray]], np.ndarray],
+        progress: ProgressCallback | None, names: _Names, run_batches: BatchRunner,
     ) -> tuple[np.ndarray, int, bool]:
         """Score ``docs[i]`` against ``queries[query_of[i]]``: one pipeline for rank, score and score_pairs.
 
@@ -348,14 +357,18 @@ class Reranker:
         logits = np.empty(len(rows), dtype=np.float64)
         done = 0
         lengths = [len(row) // 4 for row in rows]
-        for batch in plan_batches(lengths, self.batch_tokens):
-            batch_rows = [np.frombuffer(rows[i], dtype=np.int32) for i in batch]
-            states = run_batch(batch_rows)
+        batches = plan_batches(lengths, self.batch_tokens, parts=self.replicas)
+
+        def take(index: int, states: np.ndarray) -> None:  # on this thread, as each batch ends
+            nonlocal done
+            batch = batches[index]
             with np.errstate(all="ignore"):  # non-finite values are reported below, not warned about
                 logits[batch] = self._head(states)
             done += len(batch)
             if progress is not None:
                 progress(done, len(rows))
+
+        run_batches([[np.frombuffer(rows[i], dtype=np.int32) for i in batch] for batch in batches], take)
 
         chunk_logits = logits[np.asarray(chunk_row)]
         finite = np.isfinite(chunk_logits)
@@ -414,12 +427,12 @@ class Reranker:
         return (_load_reranker, (model, options))
 
     def __repr__(self) -> str:
-        """``<Reranker model='...' device='cpu' compute_type='int8' threads=2 max_length=512 open>`` (or ``closed``).
+        """``<Reranker model='...' device='cpu' compute_type='int8' threads=2 replicas=2 max_length=512 open>`` (or ``closed``).
 
         ``model`` is what the Reranker was made from (a hub id or a path), cut to 80 characters.
         """
         return (f"<Reranker model={describe_value(self._init_args[0])} device={self.device!r} "
-                f"compute_type={self.compute_type!r} threads={self.threads} max_length={self.max_length} "
+                f"compute_type={self.compute_type!r} threads={self.threads} replicas={self.replicas} max_length={self.max_length} "
                 f"{'closed' if self.closed else 'open'}>")
 
 
@@ -455,6 +468,18 @@ def max_threads() -> int:
     CTranslate2 does not check it: tens of thousands of OpenMP threads end the process.
     """
     return 4 * _usable_cores()
+
+
+def _check_replicas(replicas: object, device: str, threads: int) -> int:
+    """The number of encoder replicas: ``None`` picks one per thread on the CPU and 1 on CUDA."""
+    if replicas is None:
+        return threads if device == "cpu" else 1
+    count = check_int("replicas", replicas, minimum=1)
+    if device != "cpu" and count != 1:
+        raise InvalidInputError(f"replicas must be 1 on {device}, got {count}: replicas share the CPU threads")
+    if count > threads:
+        raise InvalidInputError(f"replicas must be at most threads ({threads}), got {count}: each replica needs a thread")
+    return count
 
 
 def _resolve_device(device: object) -> str:

@@ -7,12 +7,19 @@ from collections.abc import Sequence
 __all__ = ["plan_batches"]
 
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 1) -> list[list[int]]:
     """Group row indices into batches, longest rows first, so that ``rows * longest <= max_batch_tokens``.
 
     Sorting by length keeps padding small; the budget bounds the memory a batch needs whatever
     the number of documents. A row longer than the budget gets a batch of its own.
+
+    ``parts`` is how many batches can run at once (encoder replicas). When the rows would fit in
+    fewer batches than that, the budget shrinks to about ``1 / parts`` of their tokens, so that a
+    small call (a few short documents) is shared by every replica instead of waiting on one.
     """
+    if parts > 1 and lengths:
+        share = -(-sum(lengths) // parts)  # ceil
+        max_batch_tokens = min(max_batch_tokens, max(share, max(lengths)))
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     batches: list[list[int]] = []
     current: list[int] = []

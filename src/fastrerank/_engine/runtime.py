@@ -21,6 +21,10 @@ Six traps of CTranslate2 are handled here, once:
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.
+
+On the CPU the encoder is built as ``replicas`` replicas sharing one copy of the weights
+(CTranslate2's ``inter_threads``), each running its batches on ``threads // replicas`` threads
+(``intra_threads``), and a call keeps every replica busy (:mod:`fastrerank._engine.dispatch`).
 """
 
 from __future__ import annotations
@@ -39,12 +43,15 @@ import numpy as np
 from .._ctranslate2 import import_ctranslate2
 from ..errors import CorruptModelError, InferenceError, ModelClosedError
 from .cpu_isa import cpu_isa_for_load
+from .dispatch import run_batches
 from .fork_gate import native_section
 from .malloc_thresholds import raise_dynamic_thresholds
 from .pair_template import PairTemplate
 
 T = TypeVar("T")
 Rows = Sequence[Sequence[int] | np.ndarray]
+# Runs a call's batches and hands each one's first-token states to a callback: see EncoderRuntime.call.
+BatchRunner = Callable[[Sequence[Rows], Callable[[int, np.ndarray], None]], None]
 
 __all__ = ["EncoderRuntime"]
 
@@ -129,7 +136,7 @@ if hasattr(os, "register_at_fork"):
 class EncoderRuntime:
     """One loaded ``ctranslate2.Encoder``; safe to call from many threads."""
 
-    def __init__(self, folder: Path, *, device: str, compute_type: str, threads: int,
+    def __init__(self, folder: Path, *, device: str, compute_type: str, threads: int, replicas: int = 1,
                  pair_template: PairTemplate | None = None) -> None:
         # Only a template with token types (BERT's) is kept: it says where they change in a row.
         # XLM-R rows go to CTranslate2 exactly as before, without token types (all 0).
@@ -138,6 +145,7 @@ class EncoderRuntime:
         self._device = device
         self._compute_type = compute_type
         self._threads = threads
+        self._replicas = replicas
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
@@ -169,8 +177,8 @@ class EncoderRuntime:
                     str(self._folder),
                     device=self._device,
                     compute_type=self._compute_type,
-                    intra_threads=self._threads,
-                    inter_threads=1,
+                    intra_threads=max(1, self._threads // self._replicas),
+                    inter_threads=self._replicas,
                 )
             if self._device == "cpu":
                 # The constructor returns while CTranslate2's worker thread may still be setting
@@ -186,10 +194,18 @@ class EncoderRuntime:
                 f"CTranslate2 cannot load {str(self._folder)!r} ({err}); re-convert with force=True"
             ) from err
 
-    @contextmanager
-    def call(self) -> Iterator[Callable[[Rows], np.ndarray]]:
-        """Enter one call (any number of batches): yields a function that runs one batch.
+    @property
+    def replicas(self) -> int:
+        """How many batches run at once (CTranslate2's ``inter_threads``)."""
+        return self._replicas
 
+    @contextmanager
+    def call(self) -> Iterator[BatchRunner]:
+        """Enter one call (any number of batches): yields ``run(batches, on_result)``.
+
+        ``run`` runs the batches, up to :attr:`replicas` at a time, and calls
+        ``on_result(index, states)`` on the calling thread for each (in completion order), where
+        ``states`` are the batch's first-token states (:func:`_first_token_states`).
         Raises :class:`ModelClosedError` when :meth:`close` was called before the call started;
         ``close()`` waits until every call that started before it has left this block.
         """
@@ -204,8 +220,14 @@ class EncoderRuntime:
             self._in_flight += 1
             encoder = self._encoder
         template = self._token_types
+        replicas = self._replicas
+
+        def run(batches: Sequence[Rows], on_result: Callable[[int, np.ndarray], None]) -> None:
+            # Looked up on each batch, so that tests can stand in for the model.
+            run_batches(lambda rows: _first_token_states(encoder, rows, template), batches, replicas, on_result)
+
         try:
-            yield lambda rows: _first_token_states(encoder, rows, template)
+            yield run
         finally:
             with self._lock:
                 self._in_flight -= 1
@@ -214,8 +236,10 @@ class EncoderRuntime:
 
     def first_token_states(self, rows: Rows) -> np.ndarray:
         """Run one batch as a call of its own; see :meth:`call` and :func:`_first_token_states`."""
+        states: list[np.ndarray] = []
         with self.call() as run:
-            return run(rows)
+            run([rows], lambda _index, result: states.append(result))
+        return states[0]
 
     def close(self) -> None:
         """Refuse new calls, wait for the calls in flight, then release the model. Idempotent."""

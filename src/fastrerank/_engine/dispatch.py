@@ -1,0 +1,77 @@
+"""Run a call's batches on several encoder replicas at once, and hand their results to the caller.
+
+CTranslate2 runs one batch per replica, and ``forward_batch`` blocks its calling thread (with the
+GIL released) until that batch is done; it has no asynchronous form for encoders. To keep
+``replicas`` batches in flight, a call with more than one batch starts up to that many
+short-lived threads, which take the batches in their given order (longest first: the long ones
+start early and the short ones fill the gaps at the end) and queue what they return. Everything
+else happens on the calling thread: the results are delivered there, in completion order, so
+that the head, the progress callback and any error run where the caller expects them.
+
+The threads live only as long as the call: nothing outlives it, nothing is shared between calls,
+and a process forked meanwhile inherits no pool (the fork waits for the batches in progress, see
+:mod:`fastrerank._engine.fork_gate`).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+__all__ = ["run_batches"]
+
+B = TypeVar("B")
+R = TypeVar("R")
+
+
+def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_result: Callable[[int, R], None]) -> None:
+    """Call ``run`` on every batch, up to ``workers`` at a time, and ``on_result(index, result)`` for each.
+
+    ``on_result`` is called on the calling thread, once per batch, in completion order. The first
+    exception raised by ``run`` or ``on_result`` stops the call: batches not yet started are
+    skipped, the ones in progress are waited for (so that none is still using the encoder when
+    this returns), and the exception is raised here. With one worker or one batch everything runs
+    on the calling thread.
+    """
+    if workers <= 1 or len(batches) <= 1:
+        for index, batch in enumerate(batches):
+            on_result(index, run(batch))
+        return
+
+    done: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
+    claim = threading.Lock()
+    next_index = 0
+    stop = False
+
+    def work() -> None:
+        nonlocal next_index
+        while True:
+            with claim:
+                if stop or next_index == len(batches):
+                    return
+                index = next_index
+                next_index += 1
+            try:
+                done.put((index, run(batches[index]), None))
+            except BaseException as err:  # raised on the calling thread below
+                done.put((index, None, err))
+                return
+
+    threads = [threading.Thread(target=work, name="fastrerank-batch", daemon=True)
+               for _ in range(min(workers, len(batches)))]
+    try:
+        for thread in threads:
+            thread.start()
+        for _ in batches:
+            index, result, error = done.get()
+            if error is not None:
+                raise error
+            on_result(index, result)  # type: ignore[arg-type]  # a result, since error is None
+    finally:
+        with claim:
+            stop = True
+        for thread in threads:
+            if thread.ident is not None:  # started
+                thread.join()
