@@ -7,14 +7,14 @@ from pathlib import Path
 from fastrerank import RankedDocument, Ranking, Reranker
 
 
-def test_a_reranker_shows_model_device_compute_type_threads_max_length_and_state(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_a_reranker_shows_model_device_compute_type_threads_replicas_max_length_and_state(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     link = tmp_path / "tiny"
     link.symlink_to(converted("tiny"))  # a short path, shown as given
     reranker = Reranker(str(link), device="cpu", threads=1, max_length=128)
-    assert repr(reranker) == f"<Reranker model={str(link)!r} device='cpu' compute_type='float32' threads=1 max_length=128 open>"
+    assert repr(reranker) == f"<Reranker model={str(link)!r} device='cpu' compute_type='float32' threads=1 replicas=1 max_length=128 open>"
     reranker.close()
     assert reranker.closed and reranker.compute_type == "float32"  # still readable once the model is released
-    assert repr(reranker).endswith(" threads=1 max_length=128 closed>")
+    assert repr(reranker).endswith(" threads=1 replicas=1 max_length=128 closed>")
 
 
 def test_a_long_model_name_is_cut(converted, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
