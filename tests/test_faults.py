@@ -265,17 +265,17 @@ import faulthandler, json, random, sys, threading, time
 import numpy as np
 from fastrerank import ModelClosedError, Reranker
 faulthandler.dump_traceback_later(100, exit=True)  # a hang prints where it is stuck
-folder, runs = sys.argv[1], int(sys.argv[2])
+folder, runs, encoder_threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 from fastrerank.testing import make_corpus
 corpus = make_corpus(200, seed=3)
 calls = [(corpus[i], [" ".join(corpus[i + 1 : i + 2 + i % 5]) for _ in range(1 + i % 6)]) for i in range(16)]
-with Reranker(folder, threads=1) as reference:
+with Reranker(folder, threads=encoder_threads) as reference:
     expected = [reference.score(query, docs) for query, docs in calls]
 rng = random.Random(10)
 counts = {"ok": 0, "closed": 0}
 lock = threading.Lock()
 for run in range(runs):
-    reranker = Reranker(folder, threads=1)
+    reranker = Reranker(folder, threads=encoder_threads)
     start = threading.Barrier(17)
     def worker(k):
         start.wait()
@@ -305,9 +305,12 @@ print(json.dumps(counts))
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_g10_close_during_calls_gives_results_or_model_closed(converted) -> None:  # type: ignore[no-untyped-def]
-    counts = json_line(run_python(_CLOSE_CHILD, converted("tiny"), 100, timeout=240))
-    print(f"G10: 100 close() runs under 16 threads: {counts['ok']} correct results, {counts['closed']} ModelClosedError")
+@pytest.mark.parametrize("threads", [1, 2], ids=["one replica", "two replicas"])
+def test_g10_close_during_calls_gives_results_or_model_closed(threads: int, converted) -> None:  # type: ignore[no-untyped-def]
+    # With two replicas, calls of several documents run their batches on dispatch threads that close() must outwait.
+    counts = json_line(run_python(_CLOSE_CHILD, converted("tiny"), 100, threads, timeout=240))
+    print(f"G10 ({threads} threads): 100 close() runs under 16 threads: {counts['ok']} correct results, "
+          f"{counts['closed']} ModelClosedError")
     assert counts["closed"] == 16 * 100  # every thread ended on ModelClosedError, none on another error
     assert counts["ok"] > 0
 

@@ -23,10 +23,11 @@ QUERY = "apple fruit"
 DOCS = [" ".join(make_corpus(40, seed=i)) for i in range(24)]
 
 
-def test_close_waits_for_a_call_of_many_batches(converted) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("threads", [1, 2], ids=["one replica", "two replicas"])
+def test_close_waits_for_a_call_of_many_batches(threads: int, converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
-    expected = Reranker(folder, threads=1, batch_tokens=64).score(QUERY, DOCS)
-    reranker = Reranker(folder, threads=1, batch_tokens=64)  # one window a batch: many batches
+    expected = Reranker(folder, threads=threads, replicas=threads, batch_tokens=64).score(QUERY, DOCS)
+    reranker = Reranker(folder, threads=threads, replicas=threads, batch_tokens=64)  # one window a batch: many batches
     first_batch_done, outcome = threading.Event(), {}
 
     def after_batch(done: int, total: int) -> None:
@@ -151,13 +152,14 @@ def test_threads_bound_keeps_valid_values(converted) -> None:  # type: ignore[no
 def test_a_reranker_pickles_by_model_and_options(converted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
     monkeypatch.chdir(folder.parent)
-    original = Reranker(folder.name, threads=1, max_length=128, batch_tokens=256)  # a relative path
+    original = Reranker(folder.name, threads=2, replicas=1, max_length=128, batch_tokens=256)  # a relative path
     expected = original.score(QUERY, DOCS)
     data = pickle.dumps(original)
     monkeypatch.chdir(tmp_path)  # the other side need not share the working directory
     restored = pickle.loads(data)
     assert restored is not original and restored._runtime is not original._runtime
     assert (restored.max_length, restored.batch_tokens, restored.model_path) == (128, 256, folder)
+    assert (restored.threads, restored.replicas) == (2, 1)
     np.testing.assert_array_equal(restored.score(QUERY, DOCS), expected)
     restored.close()
     np.testing.assert_array_equal(original.score(QUERY, DOCS), expected)  # closing the copy left it open

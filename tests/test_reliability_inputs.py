@@ -321,7 +321,8 @@ def test_g2_score_does_not_depend_on_batch_neighbours(tiny_reranker: Reranker) -
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_g3_sixteen_threads_bitwise_identical(converted) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("threads", [1, 2], ids=["one replica", "two replicas"])
+def test_g3_sixteen_threads_bitwise_identical(threads: int, converted) -> None:  # type: ignore[no-untyped-def]
     rng = random.Random(3)
     corpus = make_corpus(400, seed=4)
     calls = []
@@ -330,7 +331,7 @@ def test_g3_sixteen_threads_bitwise_identical(converted) -> None:  # type: ignor
         if i % 10 == 0:
             docs.append(" ".join(corpus[:60]))  # a few documents of several windows
         calls.append((rng.choice(corpus)[:40] or "q", docs, 1 + i % 4))
-    with Reranker(converted("tiny"), threads=1) as reranker:
+    with Reranker(converted("tiny"), threads=threads, replicas=threads) as reranker:
         def call(item: tuple[str, list[str], int]) -> object:
             query, docs, max_chunks = item
             return reranker.rank(query, docs, max_chunks_per_doc=max_chunks, return_documents=True)

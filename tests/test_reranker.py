@@ -146,15 +146,17 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
         Reranker(folder, batch_tokens=0)
 
 
-@pytest.mark.skipif(ctranslate2.get_cuda_device_count() > 0, reason="this machine has a CUDA device")
 def test_replicas_default_to_one_per_thread_on_the_cpu(converted) -> None:  # type: ignore[no-untyped-def]
     folder = converted("tiny")
+    cores = len(os.sched_getaffinity(0))
     with Reranker(folder, device="cpu", threads=2) as default, Reranker(folder, device="cpu", threads=2, replicas=1) as one:
-        assert (default.replicas, default._runtime._encoder.num_encoders) == (2, 2)
-        assert (one.replicas, one._runtime._encoder.num_encoders) == (1, 1)
-        assert "threads=2 replicas=2 " in repr(default)
+        assert (default.replicas, default._runtime._encoder.num_encoders) == (min(2, cores),) * 2  # at most one a core
+        assert (one.replicas, one._runtime._encoder.num_encoders, one.batch_tokens) == (1, 1, 1024)  # a 2-thread replica
+        assert f"threads=2 replicas={min(2, cores)} " in repr(default)
     with Reranker(folder, device="cpu") as auto:
-        assert auto.replicas == auto.threads == len(os.sched_getaffinity(0))
+        assert auto.replicas == auto.threads == cores and auto.batch_tokens == 512
+    with Reranker(folder, device="cpu", threads=2 * cores) as oversubscribed:
+        assert oversubscribed.replicas == cores
 
 
 @pytest.mark.parametrize(("replicas", "error", "message"), [
@@ -167,6 +169,14 @@ def test_replicas_default_to_one_per_thread_on_the_cpu(converted) -> None:  # ty
 def test_bad_replicas_are_refused_before_loading(replicas: object, error: type[Exception], message: str, converted) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(error, match=message):
         Reranker(converted("tiny"), device="cpu", threads=2, replicas=replicas)  # type: ignore[arg-type]
+
+
+def test_replicas_on_cuda_are_refused() -> None:
+    from fastrerank._reranker import _check_replicas
+
+    assert _check_replicas(None, "cuda", 8) == 1
+    with pytest.raises(InvalidInputError, match=r"replicas must be 1 on cuda, got 2: replicas are a CPU layout"):
+        _check_replicas(2, "cuda", 8)
 
 
 def test_replicas_running_batches_at_once_score_like_the_reference(converted, hf_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]
@@ -196,6 +206,7 @@ def test_a_small_call_is_shared_by_the_replicas(converted, monkeypatch: pytest.M
     assert len(shared) >= 2 and sum(shared) == 8 and alone == 8  # two batches or more, then one
 
 
+@pytest.mark.skipif(ctranslate2.get_cuda_device_count() > 0, reason="this machine has a CUDA device")
 def test_cuda_without_a_gpu_is_refused_up_front(converted) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(InvalidInputError, match=r"device='cuda' but CTranslate2 sees no CUDA device"):
         Reranker(converted("tiny"), device="cuda")

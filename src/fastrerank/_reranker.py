@@ -46,9 +46,11 @@ logger = logging.getLogger(__name__)
 DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 # Padded tokens per batch when the caller does not say. On the CPU, small length-sorted batches
 # waste little on padding, their buffers stay in cache, and many of them keep every replica busy
-# to the end of a call; a GPU needs large batches to be busy. Both values were chosen by
-# measurement: benchmarks/RESULTS.md ("Replicas", "GPU").
+# to the end of a call; a replica of several threads (replicas=1) needs batches twice as large to
+# keep its OpenMP team busy; a GPU needs large batches to be busy. All chosen by measurement:
+# benchmarks/RESULTS-round3.md ("The search"), benchmarks/RESULTS.md ("What this round changed", "GPU").
 DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 512, "cuda": 8192}
+CPU_BATCH_TOKENS_SHARED_REPLICA = 1024
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
 MIN_MAX_LENGTH = 16
@@ -56,8 +58,14 @@ MIN_MAX_LENGTH = 16
 ProgressCallback = Callable[[int, int], None]
 
 
-def default_batch_tokens(device: str) -> int:
-    """The padded-token budget per batch used when ``batch_tokens`` is not given, for ``"cpu"`` or ``"cuda"``."""
+def default_batch_tokens(device: str, threads_per_replica: int = 1) -> int:
+    """The padded-token budget per batch used when ``batch_tokens`` is not given, for ``"cpu"`` or ``"cuda"``.
+
+    On the CPU: 512 when each replica runs on one thread (the default layout), 1024 when a replica
+    has several (``replicas`` below ``threads``).
+    """
+    if device == "cpu" and threads_per_replica > 1:
+        return CPU_BATCH_TOKENS_SHARED_REPLICA
     return DEFAULT_BATCH_TOKENS[device]
 
 
@@ -75,12 +83,14 @@ class Reranker:
         threads: CPU threads for the encoder; 0 uses every core this process may run on (the
             :attr:`threads` attribute says how many that is).
         replicas: how many batches run at once, each on ``threads // replicas`` threads; the
-            replicas share one copy of the weights. ``None`` (default): one per thread on the
-            CPU (every batch on one core, as many batches as cores: the fastest layout measured,
-            and no OpenMP thread team), 1 on CUDA. ``replicas=1`` runs one batch at a time on
-            all the threads: the lowest latency for a call of a single short document.
-        batch_tokens: padded tokens per batch; bounds memory whatever the number of documents.
-            ``None`` (default): 512 on the CPU, 8192 on CUDA (:func:`default_batch_tokens`).
+            replicas share one copy of the weights, each holds the buffers of the batch it runs.
+            ``None`` (default): one per thread, at most one per core, on the CPU (every batch on
+            one core, as many batches as cores: the fastest layout measured, and no OpenMP thread
+            team), 1 on CUDA. ``replicas=1`` runs one batch at a time on all the threads: the
+            lowest latency for a call of a single short document.
+        batch_tokens: padded tokens per batch; bounds the memory of a batch whatever the number of
+            documents (a call holds up to ``replicas`` batches at once). ``None`` (default): on the
+            CPU 512, or 1024 when a replica has several threads; 8192 on CUDA (:func:`default_batch_tokens`).
         revision: hub revision (branch, tag or commit) when ``model`` is a hub id.
         allow_pickle: accept a ``pytorch_model.bin`` checkpoint (read with ``weights_only=True``).
         cache_dir: where conversions are cached, and hub downloads (in ``<cache_dir>/hub``).
@@ -137,7 +147,8 @@ class Reranker:
         self.threads = threads or _usable_cores()
         self.replicas = _check_replicas(replicas, self.device, self.threads)
         self.batch_tokens = (
-            default_batch_tokens(self.device) if batch_tokens is None else check_int("batch_tokens", batch_tokens, minimum=1)
+            default_batch_tokens(self.device, self.threads // self.replicas) if batch_tokens is None
+            else check_int("batch_tokens", batch_tokens, minimum=1)
         )
         quantization = conversion_quantization(self.device, compute_type)
         # What a copy or an unpickled Reranker is loaded from (see __reduce__).
@@ -309,12 +320,12 @@ class Reranker:
         progress: ProgressCallback | None, names: _Names,
     ) -> tuple[np.ndarray, int, bool]:
         # The whole call counts as one: close() waits for it to finish, never cuts it between batches.
-        with self._runtime.call() as run_batches:
-            return self._score_open(queries, docs, query_of, options, progress, names, run_batches)
+        with self._runtime.call() as run_call:
+            return self._score_open(queries, docs, query_of, options, progress, names, run_call)
 
     def _score_open(
         self, queries: list[str], docs: list[str], query_of: np.ndarray, options: RankOptions,
-        progress: ProgressCallback | None, names: _Names, run_batches: BatchRunner,
+        progress: ProgressCallback | None, names: _Names, run_call: BatchRunner,
     ) -> tuple[np.ndarray, int, bool]:
         """Score ``docs[i]`` against ``queries[query_of[i]]``: one pipeline for rank, score and score_pairs.
 
@@ -368,7 +379,7 @@ class Reranker:
             if progress is not None:
                 progress(done, len(rows))
 
-        run_batches([[np.frombuffer(rows[i], dtype=np.int32) for i in batch] for batch in batches], take)
+        run_call([[np.frombuffer(rows[i], dtype=np.int32) for i in batch] for batch in batches], take)
 
         chunk_logits = logits[np.asarray(chunk_row)]
         finite = np.isfinite(chunk_logits)
@@ -471,12 +482,14 @@ def max_threads() -> int:
 
 
 def _check_replicas(replicas: object, device: str, threads: int) -> int:
-    """The number of encoder replicas: ``None`` picks one per thread on the CPU and 1 on CUDA."""
+    """The number of encoder replicas: ``None`` picks one per thread (at most one per core) on the CPU and 1 on CUDA."""
     if replicas is None:
-        return threads if device == "cpu" else 1
+        # More replicas than cores (threads may be up to 4 a core) would only add buffers.
+        return min(threads, _usable_cores()) if device == "cpu" else 1
     count = check_int("replicas", replicas, minimum=1)
     if device != "cpu" and count != 1:
-        raise InvalidInputError(f"replicas must be 1 on {device}, got {count}: replicas share the CPU threads")
+        raise InvalidInputError(f"replicas must be 1 on {device}, got {count}: replicas are a CPU layout "
+                                "(on a GPU large batches keep it busy)")
     if count > threads:
         raise InvalidInputError(f"replicas must be at most threads ({threads}), got {count}: each replica needs a thread")
     return count

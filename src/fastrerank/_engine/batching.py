@@ -13,12 +13,14 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 
     Sorting by length keeps padding small; the budget bounds the memory a batch needs whatever
     the number of documents. A row longer than the budget gets a batch of its own.
 
-    ``parts`` is how many batches can run at once (encoder replicas). When the rows would fit in
-    fewer batches than that, the budget shrinks to about ``1 / parts`` of their tokens, so that a
-    small call (a few short documents) is shared by every replica instead of waiting on one.
+    ``parts`` is how many batches can run at once (encoder replicas). A call too small to give
+    each part two full batches gets a budget of half a part's share of its tokens (never less than
+    its longest row): a few short documents are then spread over every replica, and the batches
+    taken last are small, so that no replica is left with much to do after the others are done.
+    Batching short rows together saves little on a replica of one thread.
     """
     if parts > 1 and lengths:
-        share = -(-sum(lengths) // parts)  # ceil
+        share = -(-sum(lengths) // (2 * parts))  # ceil
         max_batch_tokens = min(max_batch_tokens, max(share, max(lengths)))
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     batches: list[list[int]] = []

@@ -32,12 +32,11 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
     ``on_result`` is called on the calling thread, once per batch, in completion order. The first
     exception raised by ``run`` or ``on_result`` stops the call: batches not yet started are
     skipped, the ones in progress are waited for (so that none is still using the encoder when
-    this returns), and the exception is raised here. With one worker or one batch everything runs
-    on the calling thread.
+    this returns, even if a second Ctrl-C comes meanwhile), and the exception is raised here. With
+    one worker or one batch, or where no thread can be started, everything runs on the calling thread.
     """
     if workers <= 1 or len(batches) <= 1:
-        for index, batch in enumerate(batches):
-            on_result(index, run(batch))
+        _run_here(run, batches, on_result)
         return
 
     done: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
@@ -59,19 +58,42 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
                 done.put((index, None, err))
                 return
 
-    threads = [threading.Thread(target=work, name="fastrerank-batch", daemon=True)
-               for _ in range(min(workers, len(batches)))]
+    started: list[threading.Thread] = []
     try:
-        for thread in threads:
-            thread.start()
+        for _ in range(min(workers, len(batches))):
+            thread = threading.Thread(target=work, name="fastrerank-batch", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had (a pids limit, interpreter shutdown): use those started
+                break
+            started.append(thread)
+        if not started:
+            _run_here(run, batches, on_result)
+            return
         for _ in batches:
             index, result, error = done.get()
             if error is not None:
                 raise error
             on_result(index, result)  # type: ignore[arg-type]  # a result, since error is None
     finally:
-        with claim:
-            stop = True
-        for thread in threads:
-            if thread.ident is not None:  # started
+        stop = True  # a plain store: the workers read it under the claim lock before each batch
+        _join_all(started)
+
+
+def _run_here(run: Callable[[B], R], batches: Sequence[B], on_result: Callable[[int, R], None]) -> None:
+    for index, batch in enumerate(batches):
+        on_result(index, run(batch))
+
+
+def _join_all(threads: list[threading.Thread]) -> None:
+    """Join every thread, even through an exception (a second Ctrl-C) raised while waiting; re-raise it after."""
+    interrupted: BaseException | None = None
+    for thread in threads:
+        while True:
+            try:
                 thread.join()
+                break
+            except BaseException as err:  # keep waiting: the thread is using the encoder
+                interrupted = err
+    if interrupted is not None:
+        raise interrupted

@@ -6,8 +6,8 @@ OpenMP parallel loop, MKL's memory manager; running a batch) may hold one of the
 the child's first model load then waits for it forever. So the CTranslate2 work of this
 process runs in *native sections*, and a ``fork`` (``os.fork``, multiprocessing's ``fork``,
 gunicorn) waits in a before-fork handler until no section is running, keeping new ones out
-until the fork is done. The wait is at most one model load or one batch (a batch is bounded by
-``batch_tokens``). ``subprocess`` does not run these handlers and is never delayed.
+until the fork is done. The wait is at most one model load or the batches in progress, one per
+encoder replica (a batch is bounded by ``batch_tokens``). ``subprocess`` does not run these handlers and is never delayed.
 """
 
 from __future__ import annotations

@@ -115,6 +115,43 @@ def _wait_until_gone(native_id: int | None, limit_s: float = 5.0) -> None:
         time.sleep(0.0005)
 
 
+def _on_threads(count: int, function: Callable[[], object]) -> None:
+    """Call ``function`` on ``count`` new threads at once and wait until they have ended."""
+    threads = [threading.Thread(target=function, name="fastrerank-warm-up", daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+        _wait_until_gone(thread.native_id)
+
+
+def _thread_ids() -> set[int]:
+    """The ids of this process's threads (Linux; empty elsewhere)."""
+    try:
+        return {int(name) for name in os.listdir("/proc/self/task")}
+    except OSError:
+        return set()
+
+
+def _wait_until_asleep(thread_ids: set[int], limit_s: float = 0.5) -> None:
+    """Wait (bounded) until none of ``thread_ids`` is running; the ones gone since count as asleep.
+
+    Bounded short: OpenMP threads told to spin (``OMP_WAIT_POLICY=ACTIVE``) never sleep, and hold
+    no lock while they spin.
+    """
+    deadline = time.monotonic() + limit_s
+    for thread_id in thread_ids:
+        while time.monotonic() < deadline:
+            try:
+                with open(f"/proc/self/task/{thread_id}/stat") as stat:
+                    state = stat.read().rpartition(")")[2].split()[0]  # the name, in brackets, may hold spaces
+            except (OSError, IndexError):
+                break
+            if state != "R":
+                break
+            time.sleep(0.0005)
+
+
 _RUNTIMES: weakref.WeakSet[EncoderRuntime] = weakref.WeakSet()
 
 
@@ -181,12 +218,15 @@ class EncoderRuntime:
                     inter_threads=self._replicas,
                 )
             if self._device == "cpu":
-                # The constructor returns while CTranslate2's worker thread may still be setting
-                # itself up (OpenMP and MKL thread settings); a fork then would copy whatever lock
-                # that holds. One two-token batch waits until the worker has run a job.
-                encoder.forward_batch([[BOS_ID, EOS_ID]])
+                # The constructor returns while CTranslate2's worker threads may still be setting
+                # themselves up (OpenMP and MKL thread settings); a fork then would copy whatever
+                # lock one of them holds. Every replica gets a two-token batch, and the load ends
+                # once every thread CTranslate2 started is asleep, waiting for work.
+                _on_threads(self._replicas, lambda: encoder.forward_batch([[BOS_ID, EOS_ID]]))
+                _wait_until_asleep(_thread_ids() - before - {threading.get_native_id()})
             return encoder
 
+        before = _thread_ids()
         try:
             return _on_helper_thread(build)
         except (RuntimeError, ValueError, OSError) as err:

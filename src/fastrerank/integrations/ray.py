@@ -101,6 +101,7 @@ class RerankScorer:
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
             (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
             outside Ray), ``0`` every core of the machine.
+        replicas: as for :class:`~fastrerank.Reranker` (default: one per thread on the CPU).
         batch_tokens: as for :class:`~fastrerank.Reranker`.
         overlap_tokens: as for :meth:`~fastrerank.Reranker.rank`.
         max_chunks_per_doc: as for :meth:`~fastrerank.Reranker.rank`.
@@ -132,6 +133,7 @@ class RerankScorer:
         compute_type: str = "default",
         max_length: int | None = None,
         threads: int | None = None,
+        replicas: int | None = None,
         batch_tokens: int | None = None,
         overlap_tokens: int = DEFAULT_OVERLAP_TOKENS,
         max_chunks_per_doc: int = DEFAULT_MAX_CHUNKS_PER_DOC,
@@ -156,7 +158,7 @@ class RerankScorer:
         self.id_columns = None if id_columns is None else tuple(_check_name("id_columns[]", name) for name in id_columns)
         cores = _actor_cpus() if threads is None else check_int("threads", threads, minimum=0)
         self.reranker = Reranker(model, device=device, compute_type=compute_type, max_length=max_length, threads=cores,
-                                 batch_tokens=batch_tokens, cache_dir=cache_dir, local_files_only=local_files_only)
+                                 replicas=replicas, batch_tokens=batch_tokens, cache_dir=cache_dir, local_files_only=local_files_only)
 
     def __call__(self, batch: Batch) -> Batch:
         """Return ``batch`` with the score column added (same batch format, other columns untouched)."""
