@@ -69,7 +69,7 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "c
     from fastrerank._reranker import default_batch_tokens
 
     ctranslate2 = import_ctranslate2()  # its libgomp sleeps when idle, as in a Reranker
-    budget = BATCH_TOKENS or default_batch_tokens(device)
+    budget = BATCH_TOKENS or default_batch_tokens(device, threads)  # one replica of `threads` threads
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
     with cpu_isa_for_load():
         encoder = ctranslate2.Encoder(str(folder), device=device, compute_type=compute_type, intra_threads=threads,
