@@ -62,11 +62,13 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
     try:
         for _ in range(min(workers, len(batches))):
             thread = threading.Thread(target=work, name="fastrerank-batch", daemon=True)
+            # Listed before start(): a Ctrl-C can come out of start() once the thread runs.
+            started.append(thread)
             try:
                 thread.start()
             except RuntimeError:  # no thread to be had (a pids limit, interpreter shutdown): use those started
+                started.pop()
                 break
-            started.append(thread)
         if not started:
             _run_here(run, batches, on_result)
             return
@@ -92,6 +94,9 @@ def _join_all(threads: list[threading.Thread]) -> None:
         while True:
             try:
                 thread.join()
+                break
+            except RuntimeError:
+                # Not begun yet (Ctrl-C came out of its start() first): it sees ``stop`` and runs no batch.
                 break
             except BaseException as err:  # keep waiting: the thread is using the encoder
                 interrupted = err
