@@ -187,6 +187,8 @@ class EncoderRuntime:
         self._idle = threading.Condition(self._lock)
         self._in_flight = 0
         self._closed = False
+        self._calls_here = threading.local()  # .depth: the calls in progress on each thread
+        self._release_when_idle = False  # close() came from inside a call: the last call to end releases
         self._encoder = self._load()
         self._resolved_compute_type = str(self._encoder.compute_type)  # kept: the encoder goes at close()
         self._pid = os.getpid()
@@ -259,6 +261,7 @@ class EncoderRuntime:
                 self._pid = os.getpid()
             self._in_flight += 1
             encoder = self._encoder
+        self._calls_here.depth = getattr(self._calls_here, "depth", 0) + 1
         template = self._token_types
         replicas = self._replicas
 
@@ -269,10 +272,15 @@ class EncoderRuntime:
         try:
             yield run
         finally:
+            self._calls_here.depth -= 1
+            del encoder  # empties run's cell too: the caller's reference to run keeps no model alive
             with self._lock:
                 self._in_flight -= 1
+                release = self._in_flight == 0 and self._release_when_idle
                 if self._in_flight == 0:
                     self._idle.notify_all()
+            if release:
+                self._release()
 
     def first_token_states(self, rows: Rows) -> np.ndarray:
         """Run one batch as a call of its own; see :meth:`call` and :func:`_first_token_states`."""
@@ -285,8 +293,18 @@ class EncoderRuntime:
         """Refuse new calls, wait for the calls in flight, then release the model. Idempotent."""
         with self._lock:
             self._closed = True
+            if getattr(self._calls_here, "depth", 0):
+                # From inside a call of this thread (a progress callback): waiting here would wait
+                # for that call, forever. The last call in flight releases the model as it ends.
+                self._release_when_idle = True
+                return
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
             while self._in_flight:
                 self._idle.wait()
+            self._release_when_idle = False
             encoder, self._encoder = self._encoder, None
             if self._pid != os.getpid():
                 _park_inherited(encoder)
