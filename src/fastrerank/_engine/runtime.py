@@ -260,20 +260,20 @@ class EncoderRuntime:
                 self._encoder = self._load()
                 self._pid = os.getpid()
             self._in_flight += 1
-            encoder = self._encoder
+            held = [self._encoder]  # emptied as the call ends: a caller's reference to run keeps no model alive
         self._calls_here.depth = getattr(self._calls_here, "depth", 0) + 1
         template = self._token_types
         replicas = self._replicas
 
         def run(batches: Sequence[Rows], on_result: Callable[[int, np.ndarray], None]) -> None:
             # Looked up on each batch, so that tests can stand in for the model.
-            run_batches(lambda rows: _first_token_states(encoder, rows, template), batches, replicas, on_result)
+            run_batches(lambda rows: _first_token_states(held[0], rows, template), batches, replicas, on_result)
 
         try:
             yield run
         finally:
             self._calls_here.depth -= 1
-            del encoder  # empties run's cell too: the caller's reference to run keeps no model alive
+            held.clear()
             with self._lock:
                 self._in_flight -= 1
                 release = self._in_flight == 0 and self._release_when_idle
