@@ -419,7 +419,10 @@ class Reranker:
         return doc_ids
 
     def close(self) -> None:
-        """Release the model after the calls in flight finish; later calls raise ``ModelClosedError``. Idempotent."""
+        """Release the model after the calls in flight finish; later calls raise ``ModelClosedError``. Idempotent.
+
+        From a ``progress`` callback it returns at once; the model is released when the calls in flight end.
+        """
         self._runtime.close()
 
     def __enter__(self) -> Reranker:

@@ -290,7 +290,11 @@ class EncoderRuntime:
         return states[0]
 
     def close(self) -> None:
-        """Refuse new calls, wait for the calls in flight, then release the model. Idempotent."""
+        """Refuse new calls, wait for the calls in flight, then release the model. Idempotent.
+
+        Called from inside a call on the same thread (a progress callback), it returns at once and
+        the last call in flight releases the model as it ends.
+        """
         with self._lock:
             self._closed = True
             if getattr(self._calls_here, "depth", 0):

@@ -1,4 +1,4 @@
-"""Hostile tests of replicas: Ctrl-C while a batch thread starts, close() from the progress callback."""
+"""Ctrl-C while a batch thread starts, and close() from the progress callback: no batch left running, no self-deadlock."""
 
 from __future__ import annotations
 
