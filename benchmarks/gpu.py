@@ -60,8 +60,9 @@ def build(shape: str, work: Path, compute_types: list[str]) -> Path:
 
 def systems(device: str, compute_types: list[str], dtype: str) -> dict[str, Callable[[Path], Scorer]]:
     """Name -> loader: the fp32 reference, torch at two batch sizes, CrossEncoder, raw CTranslate2 (with and
-    without its FlashAttention option), fastrerank per compute type at its CUDA default batch budget (8192
-    tokens), and the first compute type at two other budgets."""
+    without its FlashAttention option, and with the float32 copy to the host), fastrerank per compute type
+    at its CUDA defaults (4 replicas, 8192 tokens a batch), and the first compute type with 1, 2, 4 and 8
+    replicas and at two other budgets."""
     found: dict[str, Callable[[Path], Scorer]] = {
         REFERENCE: lambda root: torch_system(root, 1, device, "float32"),
         f"torch-{dtype}": lambda root: torch_system(root, 1, device, dtype),
@@ -74,7 +75,13 @@ def systems(device: str, compute_types: list[str], dtype: str) -> dict[str, Call
     }
     for compute_type in compute_types:
         found[f"fastrerank-{compute_type}"] = (
-            lambda root, c=compute_type: fastrerank_system(root, c, 1, device))
+            lambda root, c=compute_type: fastrerank_system(root, c, 0, device, replicas=None))
+    # the copy of the states to the host as fastrerank made it up to 0.1.x: float32 on the GPU, then copied
+    found[f"ct2-raw-{compute_types[0]}+f32copy"] = lambda root: ct2_raw_system(root, compute_types[0], 1, device,
+                                                                            float32_on_device=True)
+    for replicas in (1, 2, 4, 8):  # batches on that many CUDA streams at once, sharing the weights (default 4)
+        found[f"fastrerank-{compute_types[0]}+r{replicas}"] = (
+            lambda root, r=replicas: fastrerank_system(root, compute_types[0], r, device, replicas=r))
     for budget in (2048, 32768):
         found[f"fastrerank-{compute_types[0]}+bt{budget}"] = (
             lambda root, b=budget: fastrerank_system(root, compute_types[0], 1, device, batch_tokens=b))
@@ -265,6 +272,42 @@ def summarise(log: list[dict], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def transfer(out: Path) -> None:
+    """Time the copy of a batch's float16 states to the host, the two ways fastrerank has made it:
+    converted to float32 on the GPU then copied (up to 0.1.x), or copied as float16 and converted by
+    numpy (now). Batches of 8192 padded tokens (the CUDA default budget), hidden 768 and 1024."""
+    import ctranslate2
+    import numpy as np
+    import torch
+
+    f32, cpu = ctranslate2.DataType.float32, ctranslate2.Device.cpu
+    ways = {
+        "float32 on the GPU, then copy": lambda v: np.asarray(v.to(f32).to_device(cpu))[:, 0, :].copy(),
+        "copy float16, numpy converts": lambda v: np.asarray(v.to_device(cpu))[:, 0, :].astype(np.float32),
+    }
+    results = []
+    for rows, width, hidden in ((16, 512, 768), (64, 128, 768), (16, 512, 1024)):
+        states = torch.randn(rows, width, hidden, device="cuda", dtype=torch.float16)
+        view = ctranslate2.StorageView.from_array(states)
+        outputs = {}
+        for name, way in ways.items():
+            for _ in range(3):
+                way(view)
+            times = []
+            for _ in range(20):
+                torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                outputs[name] = way(view)
+                times.append(time.perf_counter() - t0)
+            results.append({"rows": rows, "width": width, "hidden": hidden, "way": name,
+                            "median_ms": statistics.median(times) * 1e3})
+        first, second = outputs.values()
+        assert np.array_equal(first, second), "the two ways gave different states"
+    for r in results:
+        print(f"[transfer] {r['rows']}x{r['width']}x{r['hidden']}: {r['way']}: {r['median_ms']:.3f} ms", flush=True)
+    (out / "transfer.json").write_text(json.dumps(results))
+
+
 def probe(device: str) -> None:
     """Load a tiny converted model on ``device`` and score two documents; exit 1 with the error on failure."""
     import tempfile
@@ -295,11 +338,15 @@ def main() -> None:
     parser.add_argument("--workloads-dir", type=Path, default=HERE / ".cache", help="holds SHAPE/workloads.json")
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "/tmp/fastrerank-gpu-out")))
     parser.add_argument("--probe", action="store_true", help="only check that a tiny model runs on --device")
+    parser.add_argument("--transfer", action="store_true", help="only time the copy of states to the host (CUDA)")
     parser.add_argument("--summarise", type=Path, default=None,
                         help="only rewrite RESULTS-gpu.md in --out from this gpu-results.json (--work: SHAPE/hf/config.json)")
     args = parser.parse_args()
     if args.probe:
         return probe(args.device)
+    if args.transfer:
+        args.out.mkdir(parents=True, exist_ok=True)
+        return transfer(args.out)
     if args.summarise:
         args.out.mkdir(parents=True, exist_ok=True)
         log = json.loads(args.summarise.read_text())

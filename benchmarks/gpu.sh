@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The CUDA benchmark (benchmarks/gpu.py) on a GPU machine whose Python already has torch, transformers,
 # sentence-transformers, tokenizers, safetensors, huggingface_hub, numpy and scipy. Nothing is fetched:
-# a ctranslate2 wheel placed in .whl/ is installed from there. Arguments go to gpu.py. To fetch the wheel
+# a ctranslate2 wheel placed in .whl/ is installed from there. Arguments go to gpu.py, except a first
+# `--tests`: then the CUDA tests (tests/test_cuda.py, with pytest and pytest-timeout) and the host-copy
+# timing (gpu.py --transfer) run first, their logs in $OUT. To fetch the wheel
 # for a Python 3.12 machine (then send .whl along with the checkout):
 #   pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_28_x86_64 -d .whl ctranslate2==4.8.5
@@ -33,5 +35,10 @@ if ! python3 benchmarks/gpu.py --probe; then
   export LD_LIBRARY_PATH="/tmp/cublas12:$dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
   python3 benchmarks/gpu.py --probe || exit 1
   notes="CTranslate2 ran with CUDA 13's cuBLAS ($cublas) loaded as libcublas.so.12: the machine has no CUDA 12 cuBLAS."
+fi
+if [ "${1:-}" = "--tests" ]; then
+  shift
+  python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/tests.log"
+  python3 benchmarks/gpu.py --transfer 2>&1 | tee "$OUT/transfer.log"
 fi
 GPU_BENCH_NOTES="$notes" python3 benchmarks/gpu.py "$@" 2>&1 | tee "$OUT/gpu.log"

@@ -33,7 +33,7 @@ REPLICAS = int(os.environ["BENCH_REPLICAS"]) if os.environ.get("BENCH_REPLICAS")
 
 
 def fastrerank_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
-                      batch_tokens: int | None = BATCH_TOKENS) -> Scorer:
+                      batch_tokens: int | None = BATCH_TOKENS, replicas: int | None = REPLICAS) -> Scorer:
     """``fastrerank.Reranker.rank`` end to end; the int8 folder for the int8 compute types, else the type's own."""
     import fastrerank
 
@@ -41,7 +41,7 @@ def fastrerank_system(root: Path, compute_type: str, threads: int, device: str =
         fastrerank.tune_process()
     folder = root / ("fastrerank-int8" if compute_type.startswith("int8") else f"fastrerank-{compute_type}")
     reranker = fastrerank.Reranker(folder, device=device, compute_type=compute_type, threads=threads,
-                                   batch_tokens=batch_tokens, replicas=REPLICAS)
+                                   batch_tokens=batch_tokens, replicas=replicas)
 
     def score(query: str, docs: list[str]) -> list[float]:
         ranking = reranker.rank(query, docs)
@@ -54,7 +54,7 @@ def fastrerank_system(root: Path, compute_type: str, threads: int, device: str =
 
 
 def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "cpu",
-                   flash_attention: bool = False) -> Scorer:
+                   flash_attention: bool = False, float32_on_device: bool = False) -> Scorer:
     """``ctranslate2.Encoder.forward_batch`` on ids tokenized beforehand (untimed), length-sorted
     batches under the same padded-token budget as fastrerank, and fastrerank's numpy head; the same
     CPU kernels as a fastrerank ``Reranker`` (AVX-512 where available), so the difference is the pipeline."""
@@ -87,9 +87,11 @@ def ct2_raw_system(root: Path, compute_type: str, threads: int, device: str = "c
         logits = np.empty(len(rows), dtype=np.float32)
         for batch in plan_batches([len(row) for row in rows], budget):
             states = encoder.forward_batch([rows[i] for i in batch]).last_hidden_state
-            if device != "cpu":  # the same copy back to the host that fastrerank makes
-                states = states.to(ctranslate2.DataType.float32).to_device(ctranslate2.Device.cpu)
-            logits[batch] = head(np.asarray(states)[:, 0, :])
+            if device != "cpu":  # the same copy back to the host that fastrerank makes (float16 as it is)
+                if float32_on_device:  # as fastrerank made it up to 0.1.x
+                    states = states.to(ctranslate2.DataType.float32)
+                states = states.to_device(ctranslate2.Device.cpu)
+            logits[batch] = head(np.asarray(states)[:, 0, :].astype(np.float32))
         return logits.tolist()
 
     return score

@@ -105,3 +105,16 @@ def test_parts_examples() -> None:
     assert plan_batches([300], 1024, parts=2) == [[0]]  # one row cannot be shared
     assert plan_batches([400, 10, 10], 1024, parts=2) == [[0], [1, 2]]  # never below the longest row
     assert plan_batches([300] * 64, 512, parts=2) == plan_batches([300] * 64, 512)  # a big call: the budget decides
+
+
+def test_a_call_is_not_split_below_the_floor_a_gpu_needs() -> None:
+    # 8 short rows, 4 replicas: on the CPU each gets two small batches; with a 2048-token floor
+    # (CUDA) they stay one batch, and a call big enough to split is split no finer than the floor.
+    short = [140] * 8
+    assert len(plan_batches(short, 8192, parts=4)) == 8
+    assert plan_batches(short, 8192, parts=4, min_split_tokens=2048) == [list(range(8))]
+    full = [512] * 16  # 8192 tokens: a share of 1024 a batch, raised to the floor
+    assert [len(batch) for batch in plan_batches(full, 8192, parts=4, min_split_tokens=2048)] == [4] * 4
+    big = [512] * 40  # 20480 tokens: a share of 2560 a batch, above the floor
+    assert [len(batch) for batch in plan_batches(big, 8192, parts=4, min_split_tokens=2048)] == [5] * 8
+    assert plan_batches(big, 1024, parts=4, min_split_tokens=2048) == plan_batches(big, 1024)  # the budget still bounds

@@ -183,3 +183,38 @@ def test_gunicorn_preload_workers_serve_the_parents_scores(score_first: bool, co
             server.kill()
             server.communicate()
     assert server.returncode == 0, server.stdout.read() if server.stdout else ""
+
+
+# CUDA refuses to work in a child forked after its parent initialised it (tests/test_cuda.py sees
+# it on a GPU). The runtime's answer to that is checked here on the CPU: a runtime that believes
+# it was loaded on CUDA by another process.
+def test_a_cuda_encoder_inherited_through_fork_is_refused_with_what_to_do_instead(converted) -> None:  # type: ignore[no-untyped-def]
+    from fastrerank import InferenceError
+    from fastrerank._engine.runtime import EncoderRuntime
+
+    runtime = EncoderRuntime(converted("tiny"), device="cpu", compute_type="default", threads=1)
+    runtime._device, runtime._pid = "cuda", os.getpid() + 1  # as in a child of the process that loaded it
+    with pytest.raises(InferenceError, match=r"this Reranker was loaded on CUDA by the process this one was "
+                                             r"forked from, .* or start that process with multiprocessing's "
+                                             r"'spawn' or 'forkserver' method"):
+        with runtime.call():
+            pass
+    assert runtime._in_flight == 0
+    runtime.close()  # nothing held: returns at once
+
+
+def test_cuda_refusing_to_load_is_not_blamed_on_the_model_files(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import ctranslate2
+
+    from fastrerank import CorruptModelError, ModelLoadError
+    from fastrerank._engine.runtime import EncoderRuntime
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("CUDA failed with error initialization error")  # what a forked child's CUDA says
+
+    monkeypatch.setattr(ctranslate2, "Encoder", refuse)
+    with pytest.raises(ModelLoadError, match=r"cannot load '.*' on cuda \(CUDA failed with error initialization "
+                                             r"error\); if this process was forked from one that had already "
+                                             r"used CUDA, CUDA cannot work here: create the Reranker") as raised:
+        EncoderRuntime(converted("tiny"), device="cuda", compute_type="default", threads=1)
+    assert not isinstance(raised.value, CorruptModelError)

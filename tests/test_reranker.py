@@ -171,12 +171,15 @@ def test_bad_replicas_are_refused_before_loading(replicas: object, error: type[E
         Reranker(converted("tiny"), device="cpu", threads=2, replicas=replicas)  # type: ignore[arg-type]
 
 
-def test_replicas_on_cuda_are_refused() -> None:
+def test_replicas_on_cuda_default_to_four_and_are_bounded_by_threads() -> None:
+    # On CUDA each replica is a CUDA stream sharing the weights (tests/test_cuda.py runs them).
     from fastrerank._reranker import _check_replicas
 
-    assert _check_replicas(None, "cuda", 8) == 1
-    with pytest.raises(InvalidInputError, match=r"replicas must be 1 on cuda, got 2: replicas are a CPU layout"):
-        _check_replicas(2, "cuda", 8)
+    assert _check_replicas(None, "cuda", 8) == 4
+    assert _check_replicas(None, "cuda", 2) == 2
+    assert _check_replicas(2, "cuda", 8) == 2
+    with pytest.raises(InvalidInputError, match=r"replicas must be at most threads \(2\), got 3"):
+        _check_replicas(3, "cuda", 2)
 
 
 def test_replicas_running_batches_at_once_score_like_the_reference(converted, hf_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]

@@ -51,6 +51,11 @@ DEFAULT_MODEL = "BAAI/bge-reranker-v2-m3"
 # benchmarks/RESULTS-round3.md ("The search"), benchmarks/RESULTS.md ("What this round changed", "GPU").
 DEFAULT_BATCH_TOKENS: dict[str, int] = {"cpu": 512, "cuda": 8192}
 CPU_BATCH_TOKENS_SHARED_REPLICA = 1024
+# On CUDA, replicas are CUDA streams: up to 4 batches in flight keep CTranslate2's kernels and its
+# host-side work overlapping, and a call is not cut below 2048 padded tokens a batch to feed them
+# (smaller batches only add launches). Measured: benchmarks/RESULTS-gpu.md.
+CUDA_REPLICAS = 4
+CUDA_MIN_SPLIT_TOKENS = 2048
 DEVICES = ("auto", "cpu", "cuda")
 COMPUTE_TYPES = ("default", "auto", *QUANTIZATIONS)
 MIN_MAX_LENGTH = 16
@@ -86,7 +91,8 @@ class Reranker:
             replicas share one copy of the weights, each holds the buffers of the batch it runs.
             ``None`` (default): one per thread, at most one per core, on the CPU (every batch on
             one core, as many batches as cores: the fastest layout measured, and no OpenMP thread
-            team), 1 on CUDA. ``replicas=1`` runs one batch at a time on all the threads: the
+            team); on CUDA, 4 (at most ``threads``), each running its batches on a CUDA stream of
+            its own. ``replicas=1`` runs one batch at a time on all the threads: on the CPU, the
             lowest latency for a call of a single short document.
         batch_tokens: padded tokens per batch; bounds the memory of a batch whatever the number of
             documents (a call holds up to ``replicas`` batches at once). ``None`` (default): on the
@@ -368,7 +374,8 @@ class Reranker:
         logits = np.empty(len(rows), dtype=np.float64)
         done = 0
         lengths = [len(row) // 4 for row in rows]
-        batches = plan_batches(lengths, self.batch_tokens, parts=self.replicas)
+        batches = plan_batches(lengths, self.batch_tokens, parts=self.replicas,
+                               min_split_tokens=CUDA_MIN_SPLIT_TOKENS if self.device == "cuda" else 0)
 
         def take(index: int, states: np.ndarray) -> None:  # on this thread, as each batch ends
             nonlocal done
@@ -485,14 +492,12 @@ def max_threads() -> int:
 
 
 def _check_replicas(replicas: object, device: str, threads: int) -> int:
-    """The number of encoder replicas: ``None`` picks one per thread (at most one per core) on the CPU and 1 on CUDA."""
+    """The number of encoder replicas: ``None`` picks one per thread (at most one per core) on the CPU and
+    4 CUDA streams on CUDA (at most ``threads``)."""
     if replicas is None:
         # More replicas than cores (threads may be up to 4 a core) would only add buffers.
-        return min(threads, _usable_cores()) if device == "cpu" else 1
+        return min(threads, _usable_cores()) if device == "cpu" else min(threads, CUDA_REPLICAS)
     count = check_int("replicas", replicas, minimum=1)
-    if device != "cpu" and count != 1:
-        raise InvalidInputError(f"replicas must be 1 on {device}, got {count}: replicas are a CPU layout "
-                                "(on a GPU large batches keep it busy)")
     if count > threads:
         raise InvalidInputError(f"replicas must be at most threads ({threads}), got {count}: each replica needs a thread")
     return count

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 __all__ = ["plan_batches"]
 
 
-def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 1) -> list[list[int]]:
+def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 1,
+                 min_split_tokens: int = 0) -> list[list[int]]:
     """Group row indices into batches, longest rows first, so that ``rows * longest <= max_batch_tokens``.
 
     Sorting by length keeps padding small; the budget bounds the memory a batch needs whatever
@@ -17,11 +18,13 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 
     each part two full batches gets a budget of half a part's share of its tokens (never less than
     its longest row): a few short documents are then spread over every replica, and the batches
     taken last are small, so that no replica is left with much to do after the others are done.
-    Batching short rows together saves little on a replica of one thread.
+    Batching short rows together saves little on a replica of one thread. A GPU is different: a
+    batch below ``min_split_tokens`` takes about as long as a bigger one, so a call is never cut
+    into batches smaller than that.
     """
     if parts > 1 and lengths:
         share = -(-sum(lengths) // (2 * parts))  # ceil
-        max_batch_tokens = min(max_batch_tokens, max(share, max(lengths)))
+        max_batch_tokens = min(max_batch_tokens, max(share, max(lengths), min_split_tokens))
     order = sorted(range(len(lengths)), key=lambda index: -lengths[index])
     batches: list[list[int]] = []
     current: list[int] = []

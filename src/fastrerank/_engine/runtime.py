@@ -6,7 +6,9 @@ Six traps of CTranslate2 are handled here, once:
   before it reaches CTranslate2.
 * An encoder inherited through ``fork`` hangs forever in the child, and destroying it there
   aborts the process. The process id is recorded at load; in a process that did not load it the
-  encoder is rebuilt lazily and the inherited one is kept aside, never used or freed.
+  encoder is rebuilt lazily and the inherited one is kept aside, never used or freed. A CUDA
+  encoder cannot be rebuilt there: CUDA refuses to work in a child forked after the parent
+  initialised it, so such a call raises at once and says what to do instead.
 * The wheel's GNU libgomp keeps an OpenMP thread team per calling thread and has no fork
   handler, and loading a model runs an OpenMP parallel loop. A thread that loaded a model with
   2+ threads hangs in its next parallel loop in a forked child, waiting for team threads that
@@ -41,7 +43,7 @@ from typing import TypeVar
 import numpy as np
 
 from .._ctranslate2 import import_ctranslate2
-from ..errors import CorruptModelError, InferenceError, ModelClosedError
+from ..errors import CorruptModelError, InferenceError, ModelClosedError, ModelLoadError
 from .cpu_isa import cpu_isa_for_load
 from .dispatch import run_batches
 from .fork_gate import native_section
@@ -73,12 +75,23 @@ def _park_inherited(encoder: object) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(encoder))
 
 
+USE_CUDA_BEFORE_FORK = ("create the Reranker in the process that uses it (gunicorn: without --preload, or in a "
+                        "post_fork hook), or start that process with multiprocessing's 'spawn' or 'forkserver' method")
+CUDA_AFTER_FORK = ("this Reranker was loaded on CUDA by the process this one was forked from, and CUDA cannot be "
+                   "used in a process forked after its parent initialised it: " + USE_CUDA_BEFORE_FORK)
+
+
 def _hint(err: Exception) -> str:
     """What to do about a failure that comes from the machine rather than the input, or ``""``."""
     if "libcublas" in str(err):
         # CTranslate2 4.x wheels load CUDA 12's cuBLAS only at the first batch, so loading succeeds.
         return ("; CTranslate2's CUDA build needs CUDA 12's cuBLAS (a CUDA 12 toolkit, or "
                 "`pip install nvidia-cublas-cu12` with its lib folder on LD_LIBRARY_PATH)")
+    if "initialization error" in str(err):
+        # cudaErrorInitializationError: what CUDA answers in a child forked after its parent
+        # initialised CUDA (a Reranker(device="auto") or a CUDA model loaded before the fork).
+        return ("; if this process was forked from one that had already used CUDA, CUDA cannot work here: "
+                + USE_CUDA_BEFORE_FORK)
     return ""
 
 
@@ -232,6 +245,9 @@ class EncoderRuntime:
         try:
             return _on_helper_thread(build)
         except (RuntimeError, ValueError, OSError) as err:
+            if self._device != "cpu" and "CUDA" in str(err):  # the GPU refused, not the files
+                raise ModelLoadError(f"CTranslate2 cannot load {str(self._folder)!r} on {self._device} "
+                                     f"({err}){_hint(err)}") from err
             raise CorruptModelError(
                 f"CTranslate2 cannot load {str(self._folder)!r} ({err}); re-convert with force=True"
             ) from err
@@ -256,6 +272,8 @@ class EncoderRuntime:
                 raise ModelClosedError("Reranker was closed")
             if self._pid != os.getpid():
                 # Inherited through fork: the parent's encoder would hang here. Build our own.
+                if self._device != "cpu":
+                    raise InferenceError(CUDA_AFTER_FORK)
                 _park_inherited(self._encoder)
                 self._encoder = self._load()
                 self._pid = os.getpid()
@@ -340,11 +358,12 @@ def _first_token_states(encoder, rows: Rows, template: PairTemplate | None = Non
         except (RuntimeError, ValueError) as err:
             raise InferenceError(f"CTranslate2 failed on a batch of {len(rows)} rows: {err}{_hint(err)}") from err
         states = output.last_hidden_state
-        if states.dtype != ctranslate2.DataType.float32:
-            states = states.to(ctranslate2.DataType.float32)
+        if states.dtype not in (ctranslate2.DataType.float32, ctranslate2.DataType.float16):
+            states = states.to(ctranslate2.DataType.float32)  # bfloat16: numpy has no such type
         if states.device != "cpu":
+            # float16 states cross to the host as they are: half the bytes of float32.
             states = states.to_device(ctranslate2.Device.cpu)
-        # Copy only the first token's row out of the [rows, width, hidden] output.
-        first = np.asarray(states)[:, 0, :].copy()
+        # Copy only the first token's row out of the [rows, width, hidden] output, in float32.
+        first = np.asarray(states)[:, 0, :].astype(np.float32)
         del output, states  # CTranslate2 frees its output here, inside the section
     return first
