@@ -17,6 +17,7 @@ import numpy as np
 
 from . import _model_format as model_format
 from ._conversion import QUANTIZATIONS
+from ._cpus import usable_cores
 from ._ctranslate2 import import_ctranslate2
 from ._engine.batching import plan_batches
 from ._engine.chunking import WindowPlan, chunk_spans, plan_windows
@@ -85,8 +86,9 @@ class Reranker:
         compute_type: CTranslate2's compute type; ``"default"`` keeps the converted one.
         max_length: tokens per model call, special tokens included; defaults to the model's
             recommended 512, and may not exceed its positions.
-        threads: CPU threads for the encoder; 0 uses every core this process may run on (the
-            :attr:`threads` attribute says how many that is).
+        threads: CPU threads for the encoder; 0 uses every core this process may run on: its CPU
+            affinity, bounded by its cgroup's CPU quota in a container (the :attr:`threads`
+            attribute says how many that is).
         replicas: how many batches run at once, each on ``threads // replicas`` threads; the
             replicas share one copy of the weights, each holds the buffers of the batch it runs.
             ``None`` (default): one per thread, at most one per core, on the CPU (every batch on
@@ -150,7 +152,7 @@ class Reranker:
         self.device = _resolve_device(device)
         _check_compute_type(compute_type, self.device)
         threads = check_int("threads", threads, minimum=0, maximum=max_threads())
-        self.threads = threads or _usable_cores()
+        self.threads = threads or usable_cores()
         self.replicas = _check_replicas(replicas, self.device, self.threads)
         self.batch_tokens = (
             default_batch_tokens(self.device, self.threads // self.replicas) if batch_tokens is None
@@ -488,7 +490,7 @@ def max_threads() -> int:
 
     CTranslate2 does not check it: tens of thousands of OpenMP threads end the process.
     """
-    return 4 * _usable_cores()
+    return 4 * usable_cores()
 
 
 def _check_replicas(replicas: object, device: str, threads: int) -> int:
@@ -496,7 +498,7 @@ def _check_replicas(replicas: object, device: str, threads: int) -> int:
     4 CUDA streams on CUDA (at most ``threads``)."""
     if replicas is None:
         # More replicas than cores (threads may be up to 4 a core) would only add buffers.
-        return min(threads, _usable_cores()) if device == "cpu" else min(threads, CUDA_REPLICAS)
+        return min(threads, usable_cores()) if device == "cpu" else min(threads, CUDA_REPLICAS)
     count = check_int("replicas", replicas, minimum=1)
     if count > threads:
         raise InvalidInputError(f"replicas must be at most threads ({threads}), got {count}: each replica needs a thread")
@@ -539,10 +541,3 @@ def _check_compute_type(compute_type: str, device: str) -> None:
             f"compute_type={compute_type!r} is not supported on {device} by this CTranslate2 build "
             f"(supported: {', '.join(sorted(supported))})"
         )
-
-
-def _usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
