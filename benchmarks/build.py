@@ -3,7 +3,7 @@
 - ``hf/``: a random-weight, seeded, full-size XLM-R reranker (``fastrerank.testing``);
 - ``fastrerank-int8/``, ``fastrerank-float32/``: ``fastrerank.convert`` of it;
 - ``peers/onnx-eager/``, ``peers/openvino/``: the peers' int8 forms (``build_peers.py``, peers' venv);
-- ``workloads.json``: the four workloads (``workloads.py``), cut with the model's own tokenizer.
+- ``workloads.json``: the five workloads (``workloads.py``), cut with the model's own tokenizer.
 
 Every step is skipped when its output exists; delete ``benchmarks/.cache`` to rebuild.
 Run with fastrerank's Python: ``python benchmarks/build.py --shape base --peers-python PATH``.

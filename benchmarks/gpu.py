@@ -232,7 +232,7 @@ def summarise(log: list[dict], args: argparse.Namespace) -> str:
                        key=lambda s: statistics.median(cells[(s, "W1")]["seconds"]), default=None)
         ours = f"fastrerank-{args.compute_types[0]}"
         lines += [f"## {shape}", "",
-                  f"`{baseline}` is the faster of the two torch {dtype} batch sizes (32 and 128 rows) on W1.", "",
+                  f"`{baseline}` is the fastest torch {dtype} batch size run (32, and 128 rows where run) on W1.", "",
                   f"| system | workload | median s | p50 / p95 ms | pairs/s | tokens/s | x {baseline} | x {ours} "
                   "| peak fraction | Spearman vs fp32 | max abs diff | memory MiB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -36,9 +36,11 @@ if ! python3 benchmarks/gpu.py --probe; then
   python3 benchmarks/gpu.py --probe || exit 1
   notes="CTranslate2 ran with CUDA 13's cuBLAS ($cublas) loaded as libcublas.so.12: the machine has no CUDA 12 cuBLAS."
 fi
+tests_failed=0
 if [ "${1:-}" = "--tests" ]; then
   shift
-  python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/tests.log"
+  python3 -m pytest -q -s -p no:cacheprovider tests/test_cuda.py 2>&1 | tee "$OUT/tests.log" || tests_failed=1
   python3 benchmarks/gpu.py --transfer 2>&1 | tee "$OUT/transfer.log"
 fi
-GPU_BENCH_NOTES="$notes" python3 benchmarks/gpu.py "$@" 2>&1 | tee "$OUT/gpu.log"
+GPU_BENCH_NOTES="$notes" python3 benchmarks/gpu.py "$@" 2>&1 | tee "$OUT/gpu.log" || exit
+[ "$tests_failed" = 0 ] || { echo "the CUDA tests failed: $OUT/tests.log"; exit 1; }

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ("W1", "W2", "W3", "W4")
+ALL = ("W1", "W2", "W3", "W4", "W5")
 GLIBC_ENV = {"MALLOC_ARENA_MAX": "1", "MALLOC_MMAP_THRESHOLD_": "33554432",
              "MALLOC_TRIM_THRESHOLD_": "1073741824", "MALLOC_TOP_PAD_": "268435456"}
 THP_ENV = {"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}
@@ -114,7 +114,7 @@ def schedule(rounds: int, quick: bool) -> list[tuple[int, str, int]]:
     """(round, workload, reps per call): every workload every round; W3 (latency) is 10 calls a round."""
     plan = []
     for r in range(rounds):
-        for workload, reps in (("W3", 10), ("W1", 1), ("W2", 1), ("W4", 1)):
+        for workload, reps in (("W3", 10), ("W1", 1), ("W2", 1), ("W4", 1), ("W5", 1)):
             plan.append((r, workload, 2 if quick and workload == "W3" else reps))
     return plan
 

@@ -1,4 +1,4 @@
-"""The four benchmark workloads, generated from a seed with the fixture tokenizer.
+"""The five benchmark workloads, generated from a seed with the fixture tokenizer.
 
 Every document is cut at a token boundary of the fixture tokenizer, so the token counts below
 are exact (special tokens excluded); a pair ``<s> q </s></s> d </s>`` adds 4 tokens.
@@ -7,6 +7,7 @@ are exact (special tokens excluded); a pair ``<s> q </s></s> d </s>`` adds 4 tok
 - W2 full windows: one query x 16 documents that fill the 512-token window exactly.
 - W3 latency: one query x 8 documents of ~100 tokens (90-110).
 - W4 long documents: one query x 8 documents of 3,000 tokens (the reranker chunks them).
+- W5 mid-size request: W1's query and its first 24 documents (7,120 tokens; issue 17's shape).
 
 Usage: ``python benchmarks/workloads.py TOKENIZER_JSON OUT_JSON [--seed 0]``.
 """
@@ -82,6 +83,10 @@ def make_workloads(tokenizer: Tokenizer, seed: int = 0) -> dict[str, dict[str, o
             "docs": docs,
             "doc_tokens": doc_tokens,
         }
+    # Derived after the others, so that W1-W4 stay what the seed made them before W5 existed.
+    w1 = workloads["W1"]
+    workloads["W5"] = {**w1, "about": "1 query x 24 documents of 64-448 tokens (W1's first 24)",
+                       "docs": w1["docs"][:24], "doc_tokens": w1["doc_tokens"][:24]}  # type: ignore[index]
     return workloads
 
 

@@ -118,3 +118,19 @@ def test_a_call_is_not_split_below_the_floor_a_gpu_needs() -> None:
     big = [512] * 40  # 20480 tokens: a share of 2560 a batch, above the floor
     assert [len(batch) for batch in plan_batches(big, 8192, parts=4, min_split_tokens=2048)] == [5] * 8
     assert plan_batches(big, 1024, parts=4, min_split_tokens=2048) == plan_batches(big, 1024)  # the budget still bounds
+
+
+def test_a_cuda_reranker_splits_calls_no_finer_than_the_floor(converted) -> None:  # type: ignore[no-untyped-def]
+    # The wiring in Reranker: a CPU model made to plan as a CUDA one (4 replicas, 8 short documents):
+    # one batch, where the CPU's rule gives each replica its share.
+    from fastrerank import Reranker
+
+    docs = [f"apple pie number {i}" for i in range(8)]
+    with Reranker(converted("tiny"), device="cpu", threads=4, replicas=4, batch_tokens=8192) as reranker:
+        calls: list[tuple[int, int]] = []
+        reranker.rank("apple", docs, progress=lambda done, total: calls.append((done, total)))
+        assert len(calls) == 8  # one batch of one row each: the CPU's split
+        reranker.device = "cuda"
+        calls.clear()
+        reranker.rank("apple", docs, progress=lambda done, total: calls.append((done, total)))
+        assert calls == [(8, 8)]  # one batch

@@ -29,10 +29,17 @@ def tree(root: Path, files: dict[str, str]) -> Path:
       "sys/fs/cgroup/kubepods/pod1/ctr/cpu.max": "max 100000\n",
       "sys/fs/cgroup/kubepods/pod1/cpu.max": "250000 100000\n",
       "sys/fs/cgroup/kubepods/cpu.max": "800000 100000\n"}, 3),
+    # a container without its own cgroup namespace: the path names the host's cgroup, the limit
+    # sits in it; and one whose path is not under the mount at all (only the mount is read)
+    ({"proc/self/cgroup": "0::/docker/abc\n", "sys/fs/cgroup/docker/abc/cpu.max": "200000 100000\n"}, 2),
+    ({"proc/self/cgroup": "0::/docker/abc\n", "sys/fs/cgroup/cpu.max": "300000 100000\n"}, 3),
     # cgroup v1 (hybrid hosts): cfs quota and period, -1 is no limit
     ({"proc/self/cgroup": "9:name=systemd:/\n4:cpu,cpuacct:/docker/abc\n0::/\n",
       "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_quota_us": "50000\n",
       "sys/fs/cgroup/cpu,cpuacct/docker/abc/cpu.cfs_period_us": "100000\n"}, 1),
+    ({"proc/self/cgroup": "3:cpu,cpuacct,cpuset:/\n",  # mounted under the controllers' own name
+      "sys/fs/cgroup/cpu,cpuacct,cpuset/cpu.cfs_quota_us": "400000\n",
+      "sys/fs/cgroup/cpu,cpuacct,cpuset/cpu.cfs_period_us": "100000\n"}, 4),
     ({"proc/self/cgroup": "1:cpu:/\n",
       "sys/fs/cgroup/cpu/cpu.cfs_quota_us": "-1\n", "sys/fs/cgroup/cpu/cpu.cfs_period_us": "100000\n"}, None),
     # unreadable or unexpected: no limit known
@@ -46,6 +53,7 @@ def test_the_cgroup_cpu_quota_is_read_in_whole_cpus_rounded_up(files: dict[str, 
     assert cgroup_cpu_limit(tree(tmp_path, files)) == limit
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="Linux: an affinity mask")
 def test_usable_cores_is_the_affinity_bounded_by_the_quota(tmp_path: Path) -> None:
     affinity = len(os.sched_getaffinity(0))
     one_cpu = tree(tmp_path / "one", {"proc/self/cgroup": "0::/\n", "sys/fs/cgroup/cpu.max": "100000 100000\n"})

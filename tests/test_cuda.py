@@ -117,8 +117,10 @@ from fastrerank import Reranker, FastRerankError
 folder = sys.argv[1]
 QUERY, DOCS = "apple fruit", ["apple pie", "car engine", "fruit salad and apple"]
 
-def in_fork(work):
+def in_fork(work, normal_exit=False):
     # Fork, run work() in the child, report its outcome through a pipe; kill it past a deadline.
+    # normal_exit: the child ends as a worker process does (sys.exit: atexit handlers, thread-local
+    # destructors) rather than with os._exit.
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -129,6 +131,9 @@ def in_fork(work):
             outcome = {"error": type(err).__name__, "message": str(err),
                        "fastrerank": isinstance(err, FastRerankError)}
         os.write(write, json.dumps(outcome).encode())
+        os.close(write)
+        if normal_exit:
+            sys.exit(0)
         os._exit(0)
     os.close(write)
     deadline = time.monotonic() + 60
@@ -150,9 +155,14 @@ if __name__ == "__main__":
     parent = reranker.score(QUERY, DOCS).tolist()
     out = {"parent": parent}
     out["inherited"] = in_fork(lambda: reranker.score(QUERY, DOCS).tolist())
+    out["inherited_normal_exit"] = in_fork(lambda: reranker.score(QUERY, DOCS).tolist(), normal_exit=True)
     out["new_in_child"] = in_fork(lambda: Reranker(folder, device="cuda", compute_type="float32").score(QUERY, DOCS).tolist())
-    auto = lambda: Reranker(folder, compute_type="float32")
-    out["auto_in_child"] = in_fork(lambda: [auto().device, auto().score(QUERY, DOCS).tolist()])
+
+    def auto():
+        made = Reranker(folder, compute_type="float32")
+        return [made.device, made.score(QUERY, DOCS).tolist()]
+
+    out["auto_in_child"] = in_fork(auto)
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
     child = context.Process(target=spawned, args=(reranker, queue))
@@ -171,13 +181,16 @@ def test_forked_children_of_a_cuda_parent_get_a_clear_error_and_spawned_ones_sco
                           check=False)
     out = json_line(done)
     print(json.dumps(out, indent=1))  # what CUDA answered in the children, for the record (pytest -s)
-    inherited, new = out["inherited"], out["new_in_child"]
-    assert "hang" not in (inherited, new, out["auto_in_child"]), describe(done)
-    assert inherited["exit"] == 0 and inherited["error"] == "InferenceError", inherited
-    assert "CUDA cannot be used in a process forked after its parent initialised it" in inherited["message"]
-    assert "'spawn' or 'forkserver'" in inherited["message"]
-    # A Reranker made in the child: CUDA refuses; fastrerank says so with a FastRerankError, not
-    # "re-convert the model".
-    assert new["exit"] == 0 and new.get("fastrerank") is True, new
-    assert "re-convert" not in new["message"], new
+    inherited, new, auto = out["inherited"], out["new_in_child"], out["auto_in_child"]
+    assert "hang" not in (inherited, out["inherited_normal_exit"], new, auto), describe(done)
+    for child in (inherited, out["inherited_normal_exit"]):  # the inherited Reranker refuses at once
+        assert child["exit"] == 0 and child["error"] == "InferenceError", child
+        assert "CUDA cannot be used in a process forked after its parent initialised it" in child["message"]
+        assert "'spawn' or 'forkserver'" in child["message"]
+    # A Reranker made in the child (device="cuda", or "auto", which finds the GPU there): CUDA
+    # refuses to initialise; fastrerank says so with ModelLoadError, not "re-convert the model".
+    for child in (new, auto):
+        assert child["exit"] == 0 and child["error"] == "ModelLoadError", child
+        assert "initialization error" in child["message"] and "use CUDA only after the fork" in child["message"]
+        assert "re-convert" not in child["message"]
     np.testing.assert_allclose(out["spawn"], out["parent"], atol=1e-6, rtol=0)

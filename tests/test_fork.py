@@ -200,21 +200,30 @@ def test_a_cuda_encoder_inherited_through_fork_is_refused_with_what_to_do_instea
         with runtime.call():
             pass
     assert runtime._in_flight == 0
-    runtime.close()  # nothing held: returns at once
+    runtime._device, runtime._pid = "cpu", os.getpid()  # this process's own CPU encoder again: released
+    runtime.close()
 
 
-def test_cuda_refusing_to_load_is_not_blamed_on_the_model_files(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize(("message", "hint"), [
+    ("CUDA failed with error initialization error", "; if this process was forked from one that had already used "
+                                                    "CUDA, CUDA cannot work here: use CUDA only after the fork"),
+    ("cuBLAS failed with status CUBLAS_STATUS_NOT_INITIALIZED", ""),
+    ("CUDA failed with error out of memory", ""),
+])
+def test_cuda_refusing_to_load_is_not_blamed_on_the_model_files(message: str, hint: str, converted,  # type: ignore[no-untyped-def]
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import re
+
     import ctranslate2
 
     from fastrerank import CorruptModelError, ModelLoadError
     from fastrerank._engine.runtime import EncoderRuntime
 
     def refuse(*args: object, **kwargs: object) -> None:
-        raise RuntimeError("CUDA failed with error initialization error")  # what a forked child's CUDA says
+        raise RuntimeError(message)  # the first: what CUDA says in a child forked after its parent used it
 
     monkeypatch.setattr(ctranslate2, "Encoder", refuse)
-    with pytest.raises(ModelLoadError, match=r"cannot load '.*' on cuda \(CUDA failed with error initialization "
-                                             r"error\); if this process was forked from one that had already "
-                                             r"used CUDA, CUDA cannot work here: create the Reranker") as raised:
+    with pytest.raises(ModelLoadError, match=rf"cannot load '.*' on cuda \({re.escape(message)}\){re.escape(hint)}") as raised:
         EncoderRuntime(converted("tiny"), device="cuda", compute_type="default", threads=1)
     assert not isinstance(raised.value, CorruptModelError)
+    assert "re-convert" not in str(raised.value)

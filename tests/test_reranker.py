@@ -147,8 +147,10 @@ def test_constructor_arguments(converted) -> None:  # type: ignore[no-untyped-de
 
 
 def test_replicas_default_to_one_per_thread_on_the_cpu(converted) -> None:  # type: ignore[no-untyped-def]
+    from fastrerank._cpus import usable_cores
+
     folder = converted("tiny")
-    cores = len(os.sched_getaffinity(0))
+    cores = usable_cores()  # the affinity, bounded by a container's CPU quota (tests/test_cpus.py)
     with Reranker(folder, device="cpu", threads=2) as default, Reranker(folder, device="cpu", threads=2, replicas=1) as one:
         assert (default.replicas, default._runtime._encoder.num_encoders) == (min(2, cores),) * 2  # at most one a core
         assert (one.replicas, one._runtime._encoder.num_encoders, one.batch_tokens) == (1, 1, 1024)  # a 2-thread replica
@@ -171,15 +173,16 @@ def test_bad_replicas_are_refused_before_loading(replicas: object, error: type[E
         Reranker(converted("tiny"), device="cpu", threads=2, replicas=replicas)  # type: ignore[arg-type]
 
 
-def test_replicas_on_cuda_default_to_four_and_are_bounded_by_threads() -> None:
-    # On CUDA each replica is a CUDA stream sharing the weights (tests/test_cuda.py runs them).
-    from fastrerank._reranker import _check_replicas
+def test_replicas_on_cuda_default_to_four_whatever_the_threads() -> None:
+    # On CUDA each replica is a CUDA stream sharing the weights (tests/test_cuda.py runs them); its
+    # thread waits for the GPU, so a 1-CPU worker still gets 4 streams.
+    from fastrerank._reranker import _check_replicas, max_threads
 
     assert _check_replicas(None, "cuda", 8) == 4
-    assert _check_replicas(None, "cuda", 2) == 2
-    assert _check_replicas(2, "cuda", 8) == 2
-    with pytest.raises(InvalidInputError, match=r"replicas must be at most threads \(2\), got 3"):
-        _check_replicas(3, "cuda", 2)
+    assert _check_replicas(None, "cuda", 1) == 4
+    assert _check_replicas(3, "cuda", 1) == 3
+    with pytest.raises(InvalidInputError, match=rf"replicas must be in \[1, {max_threads()}\], got {max_threads() + 1}"):
+        _check_replicas(max_threads() + 1, "cuda", 1)
 
 
 def test_replicas_running_batches_at_once_score_like_the_reference(converted, hf_models: dict[str, Path]) -> None:  # type: ignore[no-untyped-def]

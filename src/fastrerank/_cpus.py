@@ -4,7 +4,7 @@ A container given 2 CPUs on a 64-core host (``docker run --cpus 2``, a Kubernete
 still sees 64 cores in its affinity mask; the limit is a CFS quota in its cgroup. Sizing the
 default threads and replicas from the affinity alone would run 64 threads on 2 CPUs' worth of
 time, and the kernel throttles the whole process for the rest of each period. So the quota
-bounds the count, rounded up (1.5 CPUs -> 2), as the Go and Java runtimes do.
+bounds the count, rounded up (1.5 CPUs -> 2), as the Go and Java runtimes round it.
 
 Linux only: elsewhere, and wherever the cgroup files cannot be read or parsed, the affinity (or
 ``os.cpu_count()``) is the answer.
@@ -48,7 +48,7 @@ def cgroup_cpu_limit(root: Path = Path("/")) -> int | None:
         if controllers == "":  # cgroup v2: "0::/path"
             limits += _limits_along(root / "sys/fs/cgroup", path, _v2_limit)
         elif "cpu" in controllers.split(","):  # cgroup v1: "4:cpu,cpuacct:/path"
-            for mount in ("cpu,cpuacct", "cpu", "cpuacct,cpu"):
+            for mount in dict.fromkeys((controllers, "cpu,cpuacct", "cpu", "cpuacct,cpu")):
                 if (root / "sys/fs/cgroup" / mount).is_dir():
                     limits += _limits_along(root / "sys/fs/cgroup" / mount, path, _v1_limit)
                     break
@@ -61,8 +61,10 @@ def _limits_along(mount: Path, path: str, read: Callable[[Path], float | None]) 
     Inside a container with its own cgroup namespace the path is ``/`` and the mount is the
     container's own cgroup, so the mount itself is read too.
     """
-    found = []
-    folder = mount / path.strip("/")
+    found: list[float] = []
+    # A path outside the mount (a cgroup namespace shows "/../x" for a sibling's cgroup): only the
+    # mount itself, which is this process's own cgroup as far as it can see, is read.
+    folder = mount if ".." in path.split("/") else mount / path.strip("/")
     while True:
         limit = read(folder)
         if limit is not None:

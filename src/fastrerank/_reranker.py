@@ -93,8 +93,8 @@ class Reranker:
             replicas share one copy of the weights, each holds the buffers of the batch it runs.
             ``None`` (default): one per thread, at most one per core, on the CPU (every batch on
             one core, as many batches as cores: the fastest layout measured, and no OpenMP thread
-            team); on CUDA, 4 (at most ``threads``), each running its batches on a CUDA stream of
-            its own. ``replicas=1`` runs one batch at a time on all the threads: on the CPU, the
+            team); on CUDA, 4, each running its batches on a CUDA stream of its own (CPU threads
+            do not bound them there; at most :func:`max_threads`). ``replicas=1`` runs one batch at a time on all the threads: on the CPU, the
             lowest latency for a call of a single short document.
         batch_tokens: padded tokens per batch; bounds the memory of a batch whatever the number of
             documents (a call holds up to ``replicas`` batches at once). ``None`` (default): on the
@@ -118,8 +118,9 @@ class Reranker:
 
     A Reranker changes nothing in the process it runs in: not malloc, not the environment (on a
     CPU with AVX-512, ``CT2_FORCE_CPU_ISA`` is set only while the first model loads, see
-    :mod:`fastrerank._engine.cpu_isa`). It works in children made by ``fork`` (gunicorn
-    ``--preload``, multiprocessing), rebuilding its encoder there on first use, and it pickles by
+    :mod:`fastrerank._engine.cpu_isa`). On the CPU it works in children made by ``fork`` (gunicorn
+    ``--preload``, multiprocessing), rebuilding its encoder there on first use (CUDA cannot be used
+    after a fork: there its calls raise :class:`InferenceError` saying so), and it pickles by
     model and options, loading again on the other side (multiprocessing ``spawn``, Ray). A process
     that is yours to tune can call :func:`fastrerank.tune_process`.
 
@@ -495,10 +496,15 @@ def max_threads() -> int:
 
 def _check_replicas(replicas: object, device: str, threads: int) -> int:
     """The number of encoder replicas: ``None`` picks one per thread (at most one per core) on the CPU and
-    4 CUDA streams on CUDA (at most ``threads``)."""
+    4 CUDA streams on CUDA."""
+    if device != "cpu":
+        # A CUDA replica is a stream: its thread mostly waits for the GPU, so CPU threads do not bound it.
+        if replicas is None:
+            return CUDA_REPLICAS
+        return check_int("replicas", replicas, minimum=1, maximum=max_threads())
     if replicas is None:
         # More replicas than cores (threads may be up to 4 a core) would only add buffers.
-        return min(threads, usable_cores()) if device == "cpu" else min(threads, CUDA_REPLICAS)
+        return min(threads, usable_cores())
     count = check_int("replicas", replicas, minimum=1)
     if count > threads:
         raise InvalidInputError(f"replicas must be at most threads ({threads}), got {count}: each replica needs a thread")

@@ -19,8 +19,9 @@ def plan_batches(lengths: Sequence[int], max_batch_tokens: int, *, parts: int = 
     its longest row): a few short documents are then spread over every replica, and the batches
     taken last are small, so that no replica is left with much to do after the others are done.
     Batching short rows together saves little on a replica of one thread. A GPU is different: a
-    batch below ``min_split_tokens`` takes about as long as a bigger one, so a call is never cut
-    into batches smaller than that.
+    batch below ``min_split_tokens`` takes about as long as a bigger one, so the budget a call is
+    split with never drops below that (``max_batch_tokens`` still bounds it, and a call's last
+    batch may be smaller).
     """
     if parts > 1 and lengths:
         share = -(-sum(lengths) // (2 * parts))  # ceil

@@ -24,14 +24,16 @@ Six traps of CTranslate2 are handled here, once:
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.
 
-On the CPU the encoder is built as ``replicas`` replicas sharing one copy of the weights
-(CTranslate2's ``inter_threads``), each running its batches on ``threads // replicas`` threads
-(``intra_threads``), and a call keeps every replica busy (:mod:`fastrerank._engine.dispatch`).
+The encoder is built as ``replicas`` replicas sharing one copy of the weights (CTranslate2's
+``inter_threads``): on the CPU each runs its batches on ``threads // replicas`` threads
+(``intra_threads``), on CUDA on a CUDA stream of its own; a call keeps every replica busy
+(:mod:`fastrerank._engine.dispatch`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 import weakref
@@ -75,10 +77,17 @@ def _park_inherited(encoder: object) -> None:
         ctypes.pythonapi.Py_IncRef(ctypes.py_object(encoder))
 
 
-USE_CUDA_BEFORE_FORK = ("create the Reranker in the process that uses it (gunicorn: without --preload, or in a "
-                        "post_fork hook), or start that process with multiprocessing's 'spawn' or 'forkserver' method")
-CUDA_AFTER_FORK = ("this Reranker was loaded on CUDA by the process this one was forked from, and CUDA cannot be "
-                   "used in a process forked after its parent initialised it: " + USE_CUDA_BEFORE_FORK)
+# CUDA refuses to work in a child forked after its parent initialised CUDA; what to do instead.
+_CUDA_ONLY_AFTER_FORK = ("use CUDA only after the fork, in the process that scores (gunicorn: no --preload, or load "
+                         "in a post_fork hook; nothing on CUDA, device='auto' included, before the fork), or start "
+                         "that process with multiprocessing's 'spawn' or 'forkserver' method")
+_CUDA_AFTER_FORK = ("this Reranker was loaded on CUDA by the process this one was forked from, and CUDA cannot be "
+                    "used in a process forked after its parent initialised it: " + _CUDA_ONLY_AFTER_FORK)
+
+
+# How CUDA, cuBLAS and cuDNN failures read in CTranslate2's messages (a load that fails on them is
+# not a damaged model).
+_GPU_FAILURE = re.compile(r"cuda|cublas|cudnn|out of memory", re.IGNORECASE)
 
 
 def _hint(err: Exception) -> str:
@@ -91,7 +100,7 @@ def _hint(err: Exception) -> str:
         # cudaErrorInitializationError: what CUDA answers in a child forked after its parent
         # initialised CUDA (a Reranker(device="auto") or a CUDA model loaded before the fork).
         return ("; if this process was forked from one that had already used CUDA, CUDA cannot work here: "
-                + USE_CUDA_BEFORE_FORK)
+                + _CUDA_ONLY_AFTER_FORK)
     return ""
 
 
@@ -245,7 +254,7 @@ class EncoderRuntime:
         try:
             return _on_helper_thread(build)
         except (RuntimeError, ValueError, OSError) as err:
-            if self._device != "cpu" and "CUDA" in str(err):  # the GPU refused, not the files
+            if self._device != "cpu" and _GPU_FAILURE.search(str(err)):  # the GPU refused, not the files
                 raise ModelLoadError(f"CTranslate2 cannot load {str(self._folder)!r} on {self._device} "
                                      f"({err}){_hint(err)}") from err
             raise CorruptModelError(
@@ -273,7 +282,7 @@ class EncoderRuntime:
             if self._pid != os.getpid():
                 # Inherited through fork: the parent's encoder would hang here. Build our own.
                 if self._device != "cpu":
-                    raise InferenceError(CUDA_AFTER_FORK)
+                    raise InferenceError(_CUDA_AFTER_FORK)
                 _park_inherited(self._encoder)
                 self._encoder = self._load()
                 self._pid = os.getpid()
@@ -364,6 +373,7 @@ def _first_token_states(encoder, rows: Rows, template: PairTemplate | None = Non
             # float16 states cross to the host as they are: half the bytes of float32.
             states = states.to_device(ctranslate2.Device.cpu)
         # Copy only the first token's row out of the [rows, width, hidden] output, in float32.
+        # astype must copy (its default): the output's memory is freed on the next line.
         first = np.asarray(states)[:, 0, :].astype(np.float32)
         del output, states  # CTranslate2 frees its output here, inside the section
     return first

@@ -101,7 +101,7 @@ class RerankScorer:
         threads: encoder threads per actor; ``None`` uses the CPUs Ray reserved for the actor
             (``num_cpus`` of ``map_batches``, at least 1; every core when it reserved none, or
             outside Ray), ``0`` every core of the machine.
-        replicas: as for :class:`~fastrerank.Reranker` (default: one per thread on the CPU).
+        replicas: as for :class:`~fastrerank.Reranker` (default: one per thread on the CPU, 4 CUDA streams on a GPU).
         batch_tokens: as for :class:`~fastrerank.Reranker`.
         overlap_tokens: as for :meth:`~fastrerank.Reranker.rank`.
         max_chunks_per_doc: as for :meth:`~fastrerank.Reranker.rank`.
