@@ -133,3 +133,28 @@ def test_where_no_thread_can_be_started_the_batches_run_here(monkeypatch: pytest
     results: list[tuple[int, int]] = []
     run_batches(run, [1, 2, 3], 2, lambda index, result: results.append((index, result)))
     assert results == [(0, -1), (1, -2), (2, -3)] and callers == {threading.get_ident()}
+
+
+@pytest.mark.parametrize(("workers", "batches"), [(1, ["a"]), (1, ["a", "b", "c"]), (4, ["a"])])
+def test_off_caller_never_runs_a_batch_on_the_calling_thread(workers: int, batches: list[str]) -> None:
+    # CUDA's case (runtime.EncoderRuntime.call): a batch run on the caller's thread would give it a
+    # CTranslate2 CUDA stream that aborts a process forked later, at its exit.
+    caller = threading.get_ident()
+    ran_on: list[int] = []
+    delivered_on: list[int] = []
+
+    def run(batch: str) -> str:
+        ran_on.append(threading.get_ident())
+        return batch.upper()
+
+    got: dict[int, str] = {}
+
+    def on_result(index: int, result: str) -> None:
+        delivered_on.append(threading.get_ident())
+        got[index] = result
+
+    run_batches(run, batches, workers, on_result, off_caller=True)
+    assert got == {i: b.upper() for i, b in enumerate(batches)}
+    assert len(ran_on) == len(batches) and caller not in ran_on
+    assert set(delivered_on) == {caller}
+    assert _batch_threads() == []

@@ -227,3 +227,32 @@ def test_cuda_refusing_to_load_is_not_blamed_on_the_model_files(message: str, hi
         EncoderRuntime(converted("tiny"), device="cuda", compute_type="default", threads=1)
     assert not isinstance(raised.value, CorruptModelError)
     assert "re-convert" not in str(raised.value)
+
+
+def test_a_cuda_runtime_never_runs_a_batch_on_the_calling_thread(converted, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # A thread that copies or frees GPU memory through CTranslate2 gets a CUDA stream whose
+    # destructor aborts a child forked later (seen on an H200: exit -6 unless the parent's batches ran
+    # on another thread). Checked here on the CPU: a runtime that believes it is on CUDA.
+    import threading
+
+    from fastrerank._engine import runtime as runtime_module
+    from fastrerank._engine.runtime import EncoderRuntime
+
+    real = runtime_module._first_token_states
+    ran_on: list[int] = []
+
+    def recording(*args: object) -> object:
+        ran_on.append(threading.get_ident())
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(runtime_module, "_first_token_states", recording)
+    runtime = EncoderRuntime(converted("tiny"), device="cpu", compute_type="default", threads=1)
+    try:
+        runtime.first_token_states([[0, 5, 2]])
+        assert ran_on == [threading.get_ident()]  # on the CPU: one batch runs here, no thread started
+        runtime._device = "cuda"
+        runtime.first_token_states([[0, 5, 2]])
+        assert len(ran_on) == 2 and ran_on[1] != threading.get_ident()
+    finally:
+        runtime._device = "cpu"
+        runtime.close()

@@ -26,18 +26,21 @@ B = TypeVar("B")
 R = TypeVar("R")
 
 
-def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_result: Callable[[int, R], None]) -> None:
+def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_result: Callable[[int, R], None], *,
+                off_caller: bool = False) -> None:
     """Call ``run`` on every batch, up to ``workers`` at a time, and ``on_result(index, result)`` for each.
 
     ``on_result`` is called on the calling thread, once per batch, in completion order. The first
     exception raised by ``run`` or ``on_result`` stops the call: batches not yet started are
     skipped, the ones in progress are waited for (so that none is still using the encoder when
     this returns, even if a second Ctrl-C comes meanwhile), and the exception is raised here. With
-    one worker or one batch, or where no thread can be started, everything runs on the calling thread.
+    one worker or one batch, or where no thread can be started, everything runs on the calling
+    thread, unless ``off_caller``: then ``run`` never runs there while a thread can be started.
     """
-    if workers <= 1 or len(batches) <= 1:
+    if not off_caller and (workers <= 1 or len(batches) <= 1):
         _run_here(run, batches, on_result)
         return
+    workers = max(1, workers)
 
     done: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
     claim = threading.Lock()

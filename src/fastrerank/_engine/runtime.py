@@ -291,10 +291,17 @@ class EncoderRuntime:
         self._calls_here.depth = getattr(self._calls_here, "depth", 0) + 1
         template = self._token_types
         replicas = self._replicas
+        # CTranslate2 gives every thread that copies or frees GPU memory a CUDA stream of its own,
+        # destroyed with the thread, and that destructor aborts a process forked meanwhile (CUDA
+        # is gone there). The caller's thread may be one that forks later (a gunicorn master), or
+        # the main thread of such a child, which ends only with the process: so on CUDA every batch
+        # runs on a thread that ends with the call.
+        off_caller = self._device != "cpu"
 
         def run(batches: Sequence[Rows], on_result: Callable[[int, np.ndarray], None]) -> None:
             # Looked up on each batch, so that tests can stand in for the model.
-            run_batches(lambda rows: _first_token_states(held[0], rows, template), batches, replicas, on_result)
+            run_batches(lambda rows: _first_token_states(held[0], rows, template), batches, replicas, on_result,
+                        off_caller=off_caller)
 
         try:
             yield run
