@@ -8,6 +8,7 @@ import textwrap
 import threading
 import time
 
+import numpy as np
 import pytest
 
 from fastrerank._engine.dispatch import run_batches
@@ -84,3 +85,63 @@ def test_close_from_the_progress_callback_does_not_deadlock(replicas: int, conve
     except subprocess.TimeoutExpired:
         pytest.fail("close() called from the progress callback hangs the call")
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+FORK_IN_CALLBACK = """
+import json, os, signal, sys, time
+from fastrerank import InferenceError, Reranker
+
+reranker = Reranker(sys.argv[1], device="cpu", threads=2, replicas=int(sys.argv[2]), batch_tokens=16)
+docs = [f"apple pie number {i}" for i in range(12)]
+expected = reranker.score("apple", docs).tolist()
+read, write = os.pipe()
+forked = {}
+
+def progress(done, total):
+    if not forked:  # fork once, from the first callback; the child returns into the call
+        forked["pid"] = os.fork()
+
+try:
+    got = reranker.score("apple", docs, progress=progress).tolist()
+except InferenceError as err:
+    if forked.get("pid") != 0:
+        raise
+    out = {"error": str(err)}
+    out["again"] = reranker.score("apple", docs).tolist()  # a new call in the child works
+    reranker.close()  # and close() does not wait for the call the fork carried over
+    os.write(write, json.dumps(out).encode())
+    os._exit(0)
+if forked.get("pid") == 0:
+    os.write(write, json.dumps({"completed": got}).encode())
+    os._exit(0)
+os.close(write)
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    done, status = os.waitpid(forked["pid"], os.WNOHANG)
+    if done:
+        break
+    time.sleep(0.05)
+else:
+    os.kill(forked["pid"], signal.SIGKILL)
+    os.waitpid(forked["pid"], 0)
+    print(json.dumps({"child": "hang"}))
+    sys.exit(0)
+child = json.loads(os.read(read, 1 << 16).decode() or "{}")
+print(json.dumps({"parent_same": got == expected, "expected": expected, "child": child,
+                  "child_exit": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_a_fork_from_the_progress_callback_gives_the_child_an_error_not_a_hang(replicas: int, converted) -> None:  # type: ignore[no-untyped-def]
+    # The child returns into a call whose batch threads (replicas=2) or encoder (replicas=1) exist
+    # only in the parent: it used to wait for them forever.
+    from .reliability_helpers import json_line, run_python
+
+    out = json_line(run_python(FORK_IN_CALLBACK, converted("tiny"), replicas, timeout=180))
+    assert out["parent_same"] is True
+    child = out["child"]
+    assert child != "hang" and out["child_exit"] == 0, out
+    assert child["error"] == ("this process was forked during the call (from its progress callback): the call "
+                              "cannot go on in the child; call the Reranker again there")
+    np.testing.assert_allclose(child["again"], out["expected"], atol=1e-6, rtol=0)

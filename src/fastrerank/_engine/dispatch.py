@@ -15,12 +15,20 @@ and a process forked meanwhile inherits no pool (the fork waits for the batches 
 
 from __future__ import annotations
 
+import os
 import queue
 import threading
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from ..errors import InferenceError
+
 __all__ = ["run_batches"]
+
+# A progress callback that forks: the child returns into the call, whose batch threads (and, with
+# one replica, whose encoder) exist only in the parent. Waiting for them would hang forever.
+FORKED_DURING_CALL = ("this process was forked during the call (from its progress callback): the call cannot go on "
+                      "in the child; call the Reranker again there")
 
 B = TypeVar("B")
 R = TypeVar("R")
@@ -41,6 +49,7 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
         _run_here(run, batches, on_result)
         return
     workers = max(1, workers)
+    pid = os.getpid()
 
     done: queue.SimpleQueue[tuple[int, R | None, BaseException | None]] = queue.SimpleQueue()
     claim = threading.Lock()
@@ -80,14 +89,19 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
             if error is not None:
                 raise error
             on_result(index, result)  # type: ignore[arg-type]  # a result, since error is None
+            if os.getpid() != pid:
+                raise InferenceError(FORKED_DURING_CALL)
     finally:
         stop = True  # a plain store: the workers read it under the claim lock before each batch
         _join_all(started)
 
 
 def _run_here(run: Callable[[B], R], batches: Sequence[B], on_result: Callable[[int, R], None]) -> None:
+    pid = os.getpid()
     for index, batch in enumerate(batches):
         on_result(index, run(batch))
+        if os.getpid() != pid:
+            raise InferenceError(FORKED_DURING_CALL)
 
 
 def _join_all(threads: list[threading.Thread]) -> None:

@@ -288,6 +288,7 @@ class EncoderRuntime:
                 self._pid = os.getpid()
             self._in_flight += 1
             held = [self._encoder]  # emptied as the call ends: a caller's reference to run keeps no model alive
+            entered_in = self._pid
         self._calls_here.depth = getattr(self._calls_here, "depth", 0) + 1
         template = self._token_types
         replicas = self._replicas
@@ -308,13 +309,16 @@ class EncoderRuntime:
         finally:
             self._calls_here.depth -= 1
             held.clear()
-            with self._lock:
-                self._in_flight -= 1
-                release = self._in_flight == 0 and self._release_when_idle
-                if self._in_flight == 0:
-                    self._idle.notify_all()
-            if release:
-                self._release()
+            # A call that a fork (from its progress callback) carried into a child was never counted
+            # there: the child's counts started afresh at the fork.
+            if entered_in == os.getpid():
+                with self._lock:
+                    self._in_flight -= 1
+                    release = self._in_flight == 0 and self._release_when_idle
+                    if self._in_flight == 0:
+                        self._idle.notify_all()
+                if release:
+                    self._release()
 
     def first_token_states(self, rows: Rows) -> np.ndarray:
         """Run one batch as a call of its own; see :meth:`call` and :func:`_first_token_states`."""
