@@ -6,9 +6,12 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from fastrerank._cpus import cgroup_cpu_limit, usable_cores
+from fastrerank._reranker import _check_replicas
+from fastrerank.errors import InvalidTypeError
 
 
 def _tree(root: Path, files: dict[str, str | bytes]) -> Path:
@@ -57,3 +60,12 @@ def test_a_deep_cgroup_path_is_read_quickly(tmp_path: Path) -> None:
     start = time.monotonic()
     assert cgroup_cpu_limit(root) == 2
     assert time.monotonic() - start < 2.0
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+@pytest.mark.parametrize("value", [np.array([2]), np.array([1, 2]), np.zeros((1, 1), dtype=np.int64)],
+                         ids=["array-of-one", "array-of-two", "2d-array"])
+def test_replicas_given_an_integer_array_is_refused_by_name(device: str, value: object) -> None:
+    # ndarray has __index__, but only a 0-d array can use it: numpy's own TypeError escaped, naming nothing.
+    with pytest.raises(InvalidTypeError, match=r"^replicas must be an int, got ndarray"):
+        _check_replicas(value, device, 2)
