@@ -69,3 +69,24 @@ def test_replicas_given_an_integer_array_is_refused_by_name(device: str, value: 
     # ndarray has __index__, but only a 0-d array can use it: numpy's own TypeError escaped, naming nothing.
     with pytest.raises(InvalidTypeError, match=r"^replicas must be an int, got ndarray"):
         _check_replicas(value, device, 2)
+
+
+def test_a_damaged_model_in_a_folder_named_for_cuda_is_still_a_damaged_model(converted, tmp_path: Path,  # type: ignore[no-untyped-def]
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # CTranslate2's messages quote the model's folder ("Unable to open file 'model.bin' in model
+    # '<folder>'"): a folder whose path says "cuda" must not turn a damaged model into a GPU failure.
+    import shutil
+
+    import ctranslate2
+
+    from fastrerank import CorruptModelError
+    from fastrerank._engine.runtime import EncoderRuntime
+
+    folder = Path(shutil.copytree(converted("tiny"), tmp_path / "models-cuda" / "tiny"))
+
+    def refuse(path: str, *args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"Unable to open file 'model.bin' in model '{path}'")  # CTranslate2's own wording
+
+    monkeypatch.setattr(ctranslate2, "Encoder", refuse)
+    with pytest.raises(CorruptModelError, match="re-convert with force=True"):
+        EncoderRuntime(folder, device="cuda", compute_type="default", threads=1)
