@@ -44,10 +44,11 @@ def test_odd_cgroup_files_never_raise(files: dict[str, str | bytes], limit: int,
     assert usable_cores(tmp_path) >= 1
 
 
-def test_a_cgroup_named_with_bytes_that_are_not_utf8_is_read(tmp_path: Path) -> None:
-    # Cgroup names are any bytes but "/": /proc/self/cgroup is not always UTF-8 text.
-    _tree(tmp_path, {"proc/self/cgroup": b"0::/ctr\xff\n"})
-    folder = bytes(tmp_path / "sys/fs/cgroup/ctr") + b"\xff"
+@pytest.mark.parametrize("name", [b"ctr\xff", "ctr\u2028x".encode(), b"ctr\x1cx"], ids=["not-utf8", "line-separator", "file-separator"])
+def test_a_cgroup_named_with_any_bytes_is_read(name: bytes, tmp_path: Path) -> None:
+    # Cgroup names are any bytes but "/" (and only "\n" ends a line): /proc/self/cgroup is not always UTF-8 text.
+    _tree(tmp_path, {"proc/self/cgroup": b"0::/" + name + b"\n"})
+    folder = bytes(tmp_path / "sys/fs/cgroup") + b"/" + name
     os.makedirs(folder)
     with open(folder + b"/cpu.max", "w") as out:
         out.write("100000 100000\n")

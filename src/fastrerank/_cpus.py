@@ -35,8 +35,9 @@ def usable_cores(root: Path = Path("/")) -> int:
 def cgroup_cpu_limit(root: Path = Path("/")) -> int | None:
     """The CPU quota of this process's cgroup and its ancestors, in whole CPUs rounded up; ``None`` if unlimited or unknown."""
     try:
-        # Cgroup names are any bytes but "/": decoded as file names are, so that they name their folders.
-        lines = os.fsdecode((root / "proc/self/cgroup").read_bytes()).splitlines()
+        # Cgroup names are any bytes but "/": decoded as file names are, so that they name their
+        # folders, and split only where the kernel ends a line (splitlines() would split at "\x1c").
+        lines = os.fsdecode((root / "proc/self/cgroup").read_bytes()).split("\n")
     except OSError:
         return None
     limits: list[int] = []
