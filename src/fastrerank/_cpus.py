@@ -12,7 +12,6 @@ Linux only: elsewhere, and wherever the cgroup files cannot be read or parsed, t
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -36,11 +35,13 @@ def usable_cores(root: Path = Path("/")) -> int:
 def cgroup_cpu_limit(root: Path = Path("/")) -> int | None:
     """The CPU quota of this process's cgroup and its ancestors, in whole CPUs rounded up; ``None`` if unlimited or unknown."""
     try:
-        lines = (root / "proc/self/cgroup").read_text().splitlines()
+        # Cgroup names are any bytes but "/": decoded as file names are, so that they name their
+        # folders, and split only where the kernel ends a line (splitlines() would split at "\x1c").
+        lines = os.fsdecode((root / "proc/self/cgroup").read_bytes()).split("\n")
     except OSError:
         return None
-    limits: list[float] = []
-    for line in lines:
+    limits: list[int] = []
+    for line in dict.fromkeys(lines):
         parts = line.split(":", 2)
         if len(parts) != 3:
             continue
@@ -49,45 +50,55 @@ def cgroup_cpu_limit(root: Path = Path("/")) -> int | None:
             limits += _limits_along(root / "sys/fs/cgroup", path, _v2_limit)
         elif "cpu" in controllers.split(","):  # cgroup v1: "4:cpu,cpuacct:/path"
             for mount in dict.fromkeys((controllers, "cpu,cpuacct", "cpu", "cpuacct,cpu")):
-                if (root / "sys/fs/cgroup" / mount).is_dir():
+                if os.path.isdir(root / "sys/fs/cgroup" / mount):  # False, not an error, where stat fails
                     limits += _limits_along(root / "sys/fs/cgroup" / mount, path, _v1_limit)
                     break
-    return math.ceil(min(limits)) if limits else None
+    return min(limits) if limits else None
 
 
-def _limits_along(mount: Path, path: str, read: Callable[[Path], float | None]) -> list[float]:
+def _limits_along(mount: Path, path: str, read: Callable[[Path], int | None]) -> list[int]:
     """The limits found in the cgroup at ``path`` under ``mount`` and in each of its ancestors.
 
     Inside a container with its own cgroup namespace the path is ``/`` and the mount is the
     container's own cgroup, so the mount itself is read too.
     """
-    found: list[float] = []
+    names = path.split("/")
     # A path outside the mount (a cgroup namespace shows "/../x" for a sibling's cgroup): only the
     # mount itself, which is this process's own cgroup as far as it can see, is read.
-    folder = mount if ".." in path.split("/") else mount / path.strip("/")
-    while True:
+    names = [] if ".." in names else [name for name in names if name not in ("", ".")]
+    found: list[int] = []
+    folder = mount
+    # From the mount down, as far as the folders exist: a long path that is not there costs one
+    # stat, not one per level.
+    for depth in range(len(names) + 1):
+        if depth:
+            folder = folder / names[depth - 1]
+        if not os.path.isdir(folder):
+            break
         limit = read(folder)
         if limit is not None:
             found.append(limit)
-        if folder == mount or mount not in folder.parents:
-            return found
-        folder = folder.parent
+    return found
 
 
-def _v2_limit(folder: Path) -> float | None:
+def _whole_cpus(quota: int, period: int) -> int | None:
+    """A quota per period in whole CPUs rounded up (exact: no float), ``None`` unless both are positive."""
+    return -(-quota // period) if quota > 0 and period > 0 else None
+
+
+def _v2_limit(folder: Path) -> int | None:
     """``cpu.max`` is ``"max 100000"`` (no limit) or ``"<quota> <period>"`` in microseconds."""
     try:
         quota, period = (folder / "cpu.max").read_text().split()
-        return int(quota) / int(period) if quota != "max" and int(quota) > 0 and int(period) > 0 else None
+        return None if quota == "max" else _whole_cpus(int(quota), int(period))
     except (OSError, ValueError):
         return None
 
 
-def _v1_limit(folder: Path) -> float | None:
+def _v1_limit(folder: Path) -> int | None:
     """``cpu.cfs_quota_us`` is -1 (no limit) or the quota per ``cpu.cfs_period_us``, in microseconds."""
     try:
-        quota = int((folder / "cpu.cfs_quota_us").read_text())
-        period = int((folder / "cpu.cfs_period_us").read_text())
+        return _whole_cpus(int((folder / "cpu.cfs_quota_us").read_text()),
+                           int((folder / "cpu.cfs_period_us").read_text()))
     except (OSError, ValueError):
         return None
-    return quota / period if quota > 0 and period > 0 else None

@@ -50,13 +50,23 @@ class RankOptions:
 
 def check_int(name: str, value: object, *, minimum: int, maximum: int | None = None) -> int:
     """An ``int`` (or integer-like such as ``numpy.int64``), never a bool or a float, within bounds."""
-    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+    number = _as_int(value)
+    if number is None:
         raise InvalidTypeError(f"{name} must be an int, got {type(value).__name__} {describe_value(value)}")
-    number = operator.index(value)  # type: ignore[arg-type]
     if number < minimum or (maximum is not None and number > maximum):
         expected = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
         raise InvalidInputError(f"{name} must be {expected}, got {number}")
     return number
+
+
+def _as_int(value: object) -> int | None:
+    """``value`` as an ``int`` if it is integer-like (not a bool), else ``None``."""
+    if isinstance(value, bool) or not hasattr(type(value), "__index__"):
+        return None
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:  # has __index__ but refuses it: a numpy array of several numbers, or of one but not 0-d
+        return None
 
 
 def check_bool(name: str, value: object) -> bool:

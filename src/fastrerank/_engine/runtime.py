@@ -254,7 +254,9 @@ class EncoderRuntime:
         try:
             return _on_helper_thread(build)
         except (RuntimeError, ValueError, OSError) as err:
-            if self._device != "cpu" and _GPU_FAILURE.search(str(err)):  # the GPU refused, not the files
+            # The GPU refused, not the files; read without the folder, which CTranslate2's messages
+            # quote ("Unable to open file 'model.bin' in model '<folder>'") and may say "cuda".
+            if self._device != "cpu" and _GPU_FAILURE.search(str(err).replace(str(self._folder), "")):
                 raise ModelLoadError(f"CTranslate2 cannot load {str(self._folder)!r} on {self._device} "
                                      f"({err}){_hint(err)}") from err
             raise CorruptModelError(
