@@ -145,3 +145,29 @@ def test_a_fork_from_the_progress_callback_gives_the_child_an_error_not_a_hang(r
     assert child["error"] == ("this process was forked during the call (from its progress callback): the call "
                               "cannot go on in the child; call the Reranker again there")
     np.testing.assert_allclose(child["again"], out["expected"], atol=1e-6, rtol=0)
+
+
+def test_a_ctrl_c_during_a_model_load_waits_for_the_load_before_leaving_the_fork_gate() -> None:
+    # The load runs on a helper thread inside a native section (no fork meanwhile). A Ctrl-C while
+    # the caller waited used to leave the section at once, the load still running: a fork then
+    # could copy the locks it held.
+    import _thread
+
+    from fastrerank._engine import fork_gate
+    from fastrerank._engine.runtime import _on_helper_thread
+
+    finished = threading.Event()
+    gate_held_at_the_end: list[bool] = []
+
+    def slow_load() -> str:
+        _thread.interrupt_main()  # Ctrl-C, delivered while the caller waits for this thread
+        time.sleep(0.3)
+        gate_held_at_the_end.append(fork_gate._running > 0)
+        finished.set()
+        return "encoder"
+
+    with pytest.raises(KeyboardInterrupt):
+        _on_helper_thread(slow_load)
+    assert finished.is_set(), "the interrupt came out while the load was still running"
+    assert gate_held_at_the_end == [True] and fork_gate._running == 0
+    assert not [t for t in threading.enumerate() if t.name == "fastrerank-load"]

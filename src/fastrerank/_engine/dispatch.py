@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from ..errors import InferenceError
 
-__all__ = ["run_batches"]
+__all__ = ["join_all", "run_batches"]
 
 # A progress callback that forks: the child returns into the call, whose batch threads (and, with
 # one replica, whose encoder) exist only in the parent. Waiting for them would hang forever.
@@ -93,7 +93,7 @@ def run_batches(run: Callable[[B], R], batches: Sequence[B], workers: int, on_re
                 raise InferenceError(FORKED_DURING_CALL)
     finally:
         stop = True  # a plain store: the workers read it under the claim lock before each batch
-        _join_all(started)
+        join_all(started)
 
 
 def _run_here(run: Callable[[B], R], batches: Sequence[B], on_result: Callable[[int, R], None]) -> None:
@@ -104,7 +104,7 @@ def _run_here(run: Callable[[B], R], batches: Sequence[B], on_result: Callable[[
             raise InferenceError(FORKED_DURING_CALL)
 
 
-def _join_all(threads: list[threading.Thread]) -> None:
+def join_all(threads: list[threading.Thread]) -> None:
     """Join every thread, even through an exception (a second Ctrl-C) raised while waiting; re-raise it after."""
     interrupted: BaseException | None = None
     for thread in threads:

@@ -47,7 +47,7 @@ import numpy as np
 from .._ctranslate2 import import_ctranslate2
 from ..errors import CorruptModelError, InferenceError, ModelClosedError, ModelLoadError
 from .cpu_isa import cpu_isa_for_load
-from .dispatch import run_batches
+from .dispatch import join_all, run_batches
 from .fork_gate import native_section
 from .malloc_thresholds import raise_dynamic_thresholds
 from .pair_template import PairTemplate
@@ -117,9 +117,18 @@ def _on_helper_thread(function: Callable[[], T]) -> T:
 
     helper = threading.Thread(target=run, name="fastrerank-load", daemon=True)
     with native_section():  # no fork until the helper, its OpenMP team included, is gone
-        helper.start()
-        helper.join()
-        _wait_until_gone(helper.native_id)
+        try:
+            helper.start()
+        finally:
+            try:
+                # Through a Ctrl-C too (even one out of start()): leaving the section while the
+                # load goes on would let a fork copy the locks it holds.
+                join_all([helper])
+            except BaseException:
+                results.clear()  # an interrupted load's encoder is freed here, still in the section
+                raise
+            finally:
+                _wait_until_gone(helper.native_id)
     if errors:
         raise errors[0]
     return results[0]
