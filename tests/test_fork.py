@@ -256,3 +256,24 @@ def test_a_cuda_runtime_never_runs_a_batch_on_the_calling_thread(converted, monk
     finally:
         runtime._device = "cpu"
         runtime.close()
+
+
+def test_a_cuda_runtime_frees_its_encoder_on_a_thread_of_its_own(converted) -> None:  # type: ignore[no-untyped-def]
+    # Like a batch, freeing a CUDA model's memory gives the freeing thread a CTranslate2 CUDA
+    # stream; close() on the caller's thread would leave it one. Checked on the CPU with a stand-in.
+    import threading
+
+    from fastrerank._engine.runtime import EncoderRuntime
+
+    freed_on: list[int] = []
+
+    class StandIn:
+        def __del__(self) -> None:
+            freed_on.append(threading.get_ident())
+
+    runtime = EncoderRuntime(converted("tiny"), device="cpu", compute_type="default", threads=1)
+    real, runtime._encoder = runtime._encoder, StandIn()
+    runtime._device = "cuda"
+    runtime.close()
+    assert len(freed_on) == 1 and freed_on[0] != threading.get_ident()
+    del real  # the real CPU encoder, freed here as any CPU one is

@@ -361,6 +361,13 @@ class EncoderRuntime:
             encoder, self._encoder = self._encoder, None
             if self._pid != os.getpid():
                 _park_inherited(encoder)
+        if self._device != "cpu":
+            # Freeing GPU memory gives the freeing thread a CTranslate2 CUDA stream (see call()):
+            # the last reference goes on a thread that ends here, not on the caller's.
+            last = [encoder]
+            del encoder
+            _on_helper_thread(last.clear)  # in a native section of its own
+            return
         with native_section():  # the destructor joins CTranslate2's threads and frees the model
             del encoder
 
