@@ -1,6 +1,6 @@
 """The CTranslate2 encoder: rows of token ids in, first-token hidden states out.
 
-Six traps of CTranslate2 are handled here, once:
+Seven traps of CTranslate2 are handled here, once:
 
 * An empty batch or a zero-length row kills the process with SIGFPE; such input is refused
   before it reaches CTranslate2.
@@ -20,6 +20,10 @@ Six traps of CTranslate2 are handled here, once:
 * CTranslate2 allocates its buffers for every batch and frees them after it, and glibc's malloc may
   hand them back to the kernel in between, so that every batch faults them in again: the first
   CPU load moves glibc's dynamic thresholds to their ceiling (:mod:`fastrerank._engine.malloc_thresholds`).
+* On CUDA, every thread that copies or frees GPU memory through CTranslate2 gets a CUDA stream
+  of its own, whose destructor aborts a process forked after the thread got it (CUDA is gone in
+  the child, and the destructor throws). So on CUDA no batch and no release runs on the caller's
+  thread: they run on threads that end with them (benchmarks/results-gpu-fork-exit.md).
 * ``unload_model()`` silently does nothing while batches are active, so ``close()`` keeps its
   own state: it refuses new calls, waits for the calls in flight (whole calls, not batches), then
   releases the model.
