@@ -187,22 +187,3 @@ def test_a_split_call_fits_the_budget_and_no_batch_is_cut_while_the_floor_has_ro
         assert lengths[batch[-1]] >= lengths[after[0]]  # longest first
     for batch in batches:
         assert len(batch) == 1 or len(batch) * lengths[batch[0]] <= budget
-
-
-def test_bfloat16_states_come_back_as_float32_first_token_rows() -> None:
-    # bfloat16 (compute_type="bfloat16" on a GPU) has no numpy type: converted before crossing.
-    import ctranslate2
-
-    from fastrerank._engine.runtime import _first_token_states
-
-    states = ctranslate2.StorageView.from_array(
-        np.random.default_rng(0).standard_normal((3, 5, 8)).astype(np.float32)).to(ctranslate2.DataType.bfloat16)
-    expected = np.asarray(states.to(ctranslate2.DataType.float32))[:, 0, :]
-
-    class Encoder:
-        def forward_batch(self, ids: object, lengths: object) -> object:
-            return type("Output", (), {"last_hidden_state": states})()
-
-    first = _first_token_states(Encoder(), [[0, 5, 2], [0, 2], [0, 7, 7, 7, 2]])
-    assert first.dtype == np.float32 and first.shape == (3, 8) and first.flags.c_contiguous
-    np.testing.assert_array_equal(first, expected)

@@ -64,22 +64,25 @@ def test_the_load_leaves_no_thread_of_its_own_behind(converted) -> None:  # type
     assert not names & {"fastrerank-load", "fastrerank-warm-up", "fastrerank-batch"}
 
 
-@pytest.mark.parametrize("dtype", ["float16", "float32"])
+@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
 def test_first_token_states_come_back_in_float32_whatever_the_output_type(dtype: str) -> None:
-    # A GPU's float16 states cross to the host as they are and are converted by numpy; checked here
-    # with a stand-in encoder whose output is a CPU StorageView of that type.
+    # A GPU's float16 states cross to the host as they are and are converted by numpy; bfloat16
+    # (compute_type="bfloat16" on a GPU) has no numpy type and is converted before crossing.
+    # Checked with a stand-in encoder whose output is a CPU StorageView of that type.
     import ctranslate2
     import numpy as np
 
-    states = np.random.default_rng(0).standard_normal((3, 5, 4)).astype(dtype)
+    values = np.random.default_rng(0).standard_normal((3, 5, 8)).astype(np.float32)
+    states = ctranslate2.StorageView.from_array(values).to(getattr(ctranslate2.DataType, dtype))
+    expected = np.asarray(states.to(ctranslate2.DataType.float32))[:, 0, :]
 
     class Output:
-        last_hidden_state = ctranslate2.StorageView.from_array(states)
+        last_hidden_state = states
 
     class Encoder:
         def forward_batch(self, ids, lengths):  # type: ignore[no-untyped-def]
             return Output()
 
-    first = runtime_module._first_token_states(Encoder(), [[0, 5, 2], [0, 2], [0, 7, 7, 2]])
-    assert first.dtype == np.float32 and first.shape == (3, 4)
-    np.testing.assert_array_equal(first, states[:, 0, :].astype(np.float32))
+    first = runtime_module._first_token_states(Encoder(), [[0, 5, 2], [0, 2], [0, 7, 7, 7, 2]])
+    assert first.dtype == np.float32 and first.shape == (3, 8) and first.flags.c_contiguous
+    np.testing.assert_array_equal(first, expected)
